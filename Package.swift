@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+//
+// kusu-ha — high availability for the KUSU management node.
+//
+// Layering (each layer imports only the ones above it):
+//   CSystemd      C shim over libsystemd (sd-bus, sd-event, sd-daemon, sd-journal)
+//   DBusKit       a D-Bus binding over sd-bus; knows nothing of HA
+//   ClusterCore   pure domain logic: configuration, heartbeat wire format, peer
+//                 state machine. No sockets, no clocks, no D-Bus.
+//   ClusterAPI    the wire names of the public contract (bus names, paths, members)
+//   SystemSupport journal logging, sd_notify, files and persisted state
+//   Monitor       kusu-hbd's shell: UDP links, the bus object, journal logging
+//   kusu-hbd      thin executable
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "kusu-ha",
+    products: [
+        .executable(name: "kusu-hbd", targets: ["kusu-hbd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .target(name: "DBusKit", dependencies: ["CSystemd"], swiftSettings: swiftSettings),
+        .target(
+            name: "ClusterCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "ClusterAPI", swiftSettings: swiftSettings),
+        .target(
+            name: "SystemSupport",
+            dependencies: ["CSystemd", "ClusterCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Monitor",
+            dependencies: [
+                "CSystemd", "DBusKit", "ClusterCore", "ClusterAPI", "SystemSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kusu-hbd",
+            dependencies: [
+                "Monitor", "ClusterCore", "ClusterAPI", "DBusKit", "SystemSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test tool (not installed): crafts heartbeat packets, valid and hostile.
+        .executableTarget(
+            name: "kusu-hb-inject",
+            dependencies: [
+                "ClusterCore", "Monitor", "SystemSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "DBusKitTests", dependencies: ["DBusKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MonitorTests",
+            dependencies: ["Monitor", "SystemSupport", "ClusterCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,70 @@
+// The wire names of kusu-ha's public contract (ARCHITECTURE.md), in one place.
+//
+// Every daemon, the client and the tests take bus names, object paths, member
+// names and polkit action ids from here, so a typo cannot split the contract.
+
+/// org.kusu.Heartbeat1, exported by kusu-hbd.
+public enum Heartbeat1 {
+    public static let busName = "org.kusu.Heartbeat1"
+    public static let objectPath = "/org/kusu/Heartbeat1"
+    public static let interface = "org.kusu.Heartbeat1"
+
+    public enum Property {
+        public static let clusterName = "ClusterName"
+        public static let nodeName = "NodeName"
+        public static let role = "Role"
+        public static let epoch = "Epoch"
+        public static let autoFailover = "AutoFailover"
+        public static let maintenance = "Maintenance"
+        public static let peerName = "PeerName"
+        public static let peerState = "PeerState"
+        public static let peerRole = "PeerRole"
+        public static let peerEpoch = "PeerEpoch"
+        public static let peerLastSeenUSec = "PeerLastSeenUSec"
+        public static let links = "Links"
+        public static let tieBreakerReachable = "TieBreakerReachable"
+        public static let packetsReceived = "PacketsReceived"
+        public static let packetsRejected = "PacketsRejected"
+    }
+
+    public enum Signal {
+        public static let peerStateChanged = "PeerStateChanged"
+        public static let roleChanged = "RoleChanged"
+    }
+
+    public enum Method {
+        public static let switchover = "Switchover"
+        public static let takeover = "Takeover"
+        public static let setAutoFailover = "SetAutoFailover"
+        public static let setMaintenance = "SetMaintenance"
+    }
+
+    /// polkit action ids, one per mutating method.
+    public enum Action {
+        public static let switchover = "org.kusu.heartbeat1.switchover"
+        public static let takeover = "org.kusu.heartbeat1.takeover"
+        public static let setAutoFailover = "org.kusu.heartbeat1.set-auto-failover"
+        public static let setMaintenance = "org.kusu.heartbeat1.set-maintenance"
+    }
+}
+
+/// org.kusu.Effector1, exported by kusu-effectord.
+public enum Effector1 {
+    public static let busName = "org.kusu.Effector1"
+    public static let objectPath = "/org/kusu/Effector1"
+    public static let interface = "org.kusu.Effector1"
+
+    public enum Action {
+        public static let takeover = "org.kusu.effector1.takeover"
+        public static let manageAddress = "org.kusu.effector1.manage-address"
+        public static let manageDatabase = "org.kusu.effector1.manage-database"
+        public static let manageUnits = "org.kusu.effector1.manage-units"
+    }
+}
+
+/// Installed locations that the programs default to.
+public enum Paths {
+    public static let configuration = "/etc/kusu-ha/kusu-ha.toml"
+    /// systemd's StateDirectory=kusu-ha.
+    public static let stateDirectory = "/var/lib/kusu-ha"
+}

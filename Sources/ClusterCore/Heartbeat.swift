@@ -1,0 +1,105 @@
+internal import Crypto
+
+/// The kind of a heartbeat-channel packet. Version 1 knows only heartbeats; later kinds
+/// (switchover coordination, ...) get new codes, and an older decoder rejects them as
+/// ``PacketRejection/unsupportedKind``.
+public enum PacketKind: UInt8, Sendable, CaseIterable {
+    case heartbeat = 1
+}
+
+/// One heartbeat: what a node says about itself, once per interval, on every link.
+public struct Heartbeat: Equatable, Sendable {
+    public var kind: PacketKind
+    /// The sender's role.
+    public var role: NodeRole
+    /// The link (index into the nodes' address lists) the packet is sent on.
+    public var link: UInt8
+    public var autoFailover: Bool
+    public var maintenance: Bool
+    /// Chosen by the sender at start, higher than any it used before; a higher generation
+    /// means the sender restarted.
+    public var generation: UInt64
+    /// Raised by one for every packet within a generation (per link or overall).
+    public var sequence: UInt64
+    /// The sender's cluster epoch (raised by every takeover).
+    public var epoch: UInt64
+    /// The sender's database WAL position, 0 = none.
+    public var lsn: UInt64
+    /// CLOCK_REALTIME µs when sent; informational only, never used for timing.
+    public var sentAt: UInt64
+    /// The cluster name, 1...64 UTF-8 bytes.
+    public var cluster: String
+    /// The sender's node name, 1...64 UTF-8 bytes.
+    public var node: String
+
+    public init(
+        kind: PacketKind = .heartbeat,
+        role: NodeRole,
+        link: UInt8,
+        autoFailover: Bool,
+        maintenance: Bool,
+        generation: UInt64,
+        sequence: UInt64,
+        epoch: UInt64,
+        lsn: UInt64,
+        sentAt: UInt64,
+        cluster: String,
+        node: String
+    ) {
+        self.kind = kind
+        self.role = role
+        self.link = link
+        self.autoFailover = autoFailover
+        self.maintenance = maintenance
+        self.generation = generation
+        self.sequence = sequence
+        self.epoch = epoch
+        self.lsn = lsn
+        self.sentAt = sentAt
+        self.cluster = cluster
+        self.node = node
+    }
+}
+
+/// The shared secret that authenticates heartbeats (HMAC-SHA256).
+///
+/// `@unchecked Sendable`: swift-crypto does not mark `SymmetricKey` Sendable on Linux, but it
+/// is an immutable value (its storage is never mutated after init, and is zeroed when freed),
+/// so sharing it between threads is safe. The key is `let` and never exposed.
+public struct HeartbeatKey: @unchecked Sendable {
+    /// Keys shorter than this are refused.
+    public static let minimumLength = 16
+
+    let key: SymmetricKey
+
+    /// A key from the raw secret; `nil` when it has fewer than ``minimumLength`` bytes.
+    public init?(_ bytes: [UInt8]) {
+        guard bytes.count >= Self.minimumLength else { return nil }
+        key = SymmetricKey(data: bytes)
+    }
+}
+
+/// Why a packet was dropped. Every rejection leaves all state unchanged; the shell counts it
+/// (`PacketsRejected`).
+public enum PacketRejection: String, Error, Sendable, CaseIterable {
+    /// Shorter than its fields say.
+    case truncated
+    /// Does not start with "KUHB".
+    case badMagic
+    /// A protocol version this node does not speak.
+    case unsupportedVersion
+    /// A packet kind this node does not know.
+    case unsupportedKind
+    /// Well framed and signed, but with invalid contents (unknown role, bad name, trailing bytes...).
+    case malformed
+    /// The MAC does not match: forged, corrupted, or signed with another key.
+    case badSignature
+    /// From another cluster.
+    case wrongCluster
+    /// From a node that is not our peer.
+    case unknownSender
+    /// The link field does not match the link it arrived on.
+    case wrongLink
+    /// An old generation or an already-seen sequence number.
+    case replayed
+}

@@ -1,0 +1,174 @@
+internal import Crypto
+
+/// The heartbeat wire format, version 1. All integers big-endian.
+///
+/// ```
+/// offset size
+///      0    4  magic "KUHB"
+///      4    1  version = 1
+///      5    1  kind (1 = heartbeat)
+///      6    1  role (NodeRole.wireCode)
+///      7    1  link
+///      8    2  flags: bit 0 auto-failover, bit 1 maintenance; other bits ignored
+///     10    2  reserved: sent as 0, ignored
+///     12    8  generation
+///     20    8  sequence
+///     28    8  epoch
+///     36    8  lsn (0 = none)
+///     44    8  sentAt (CLOCK_REALTIME µs)
+///     52  1+n  cluster name: length (1...64) + UTF-8
+///        1+m  node name: length (1...64) + UTF-8
+///        2+e  extension: length + bytes (ignored by v1, covered by the MAC)
+///         32  HMAC-SHA256(key, every byte before it)
+/// ```
+public enum HeartbeatCodec {
+    public static let magic: [UInt8] = Array("KUHB".utf8)
+    public static let version: UInt8 = 1
+    public static let macSize = 32
+    /// The fixed header, up to and including `sentAt`.
+    static let fixedSize = 52
+    /// The smallest well-framed packet (empty names and extension).
+    public static let minimumSize = fixedSize + 1 + 1 + 2 + macSize
+    /// The largest packet accepted (and the receive buffer the shell needs): fits an IPv6
+    /// minimum-MTU datagram (1280 - 40 - 8).
+    public static let maximumSize = 1232
+    /// The largest name on the wire, in UTF-8 bytes.
+    public static let maximumNameLength = 64
+
+    static let autoFailoverFlag: UInt16 = 1 << 0
+    static let maintenanceFlag: UInt16 = 1 << 1
+
+    /// The signed packet for `heartbeat`.
+    ///
+    /// - Precondition: the names have 1...64 UTF-8 bytes and the extension fits the maximum size
+    ///   (programmer errors: the configuration guarantees the names).
+    public static func encode(_ heartbeat: Heartbeat, key: HeartbeatKey, extension: [UInt8] = []) -> [UInt8] {
+        let cluster = Array(heartbeat.cluster.utf8)
+        let node = Array(heartbeat.node.utf8)
+        precondition((1...maximumNameLength).contains(cluster.count), "cluster name must have 1...64 bytes")
+        precondition((1...maximumNameLength).contains(node.count), "node name must have 1...64 bytes")
+        var body: [UInt8] = []
+        body.reserveCapacity(fixedSize + 4 + cluster.count + node.count + `extension`.count + macSize)
+        body += magic
+        body.append(version)
+        body.append(heartbeat.kind.rawValue)
+        body.append(heartbeat.role.wireCode)
+        body.append(heartbeat.link)
+        var flags: UInt16 = 0
+        if heartbeat.autoFailover { flags |= autoFailoverFlag }
+        if heartbeat.maintenance { flags |= maintenanceFlag }
+        append(flags, to: &body)
+        append(UInt16(0), to: &body)
+        for value in [heartbeat.generation, heartbeat.sequence, heartbeat.epoch, heartbeat.lsn, heartbeat.sentAt] {
+            append(value, to: &body)
+        }
+        body.append(UInt8(cluster.count))
+        body += cluster
+        body.append(UInt8(node.count))
+        body += node
+        append(UInt16(`extension`.count), to: &body)
+        body += `extension`
+        let packet = seal(body, key: key)
+        precondition(packet.count <= maximumSize, "heartbeat extension too large")
+        return packet
+    }
+
+    /// `body` followed by its MAC. For tools and tests that craft unusual (even invalid)
+    /// packets that still carry a valid signature.
+    public static func seal(_ body: [UInt8], key: HeartbeatKey) -> [UInt8] {
+        let mac = HMAC<SHA256>.authenticationCode(for: body, using: key.key)
+        return body + mac.withUnsafeBytes { Array($0) }
+    }
+
+    /// Decodes and authenticates a packet. Never traps, whatever the input.
+    ///
+    /// The checks run in this order: framing (magic, version, kind, lengths), then the MAC
+    /// (constant time), then the contents (role, names, trailing bytes); so nothing in a
+    /// packet is interpreted before it is known to come from a key holder.
+    public static func decode(_ bytes: [UInt8], key: HeartbeatKey) -> Result<Heartbeat, PacketRejection> {
+        var reader = Reader(bytes: bytes[...])
+        guard bytes.count <= maximumSize else { return .failure(.malformed) }
+        guard let head = reader.bytes(4) else { return .failure(magic.starts(with: bytes) ? .truncated : .badMagic) }
+        guard head.elementsEqual(magic) else { return .failure(.badMagic) }
+        guard let version = reader.u8() else { return .failure(.truncated) }
+        guard version == Self.version else { return .failure(.unsupportedVersion) }
+        guard let kindCode = reader.u8() else { return .failure(.truncated) }
+        guard let kind = PacketKind(rawValue: kindCode) else { return .failure(.unsupportedKind) }
+        guard let roleCode = reader.u8(), let link = reader.u8(), let flags = reader.u16(), reader.u16() != nil,
+            let generation = reader.u64(), let sequence = reader.u64(), let epoch = reader.u64(),
+            let lsn = reader.u64(), let sentAt = reader.u64(),
+            let clusterLength = reader.u8(), let cluster = reader.bytes(Int(clusterLength)),
+            let nodeLength = reader.u8(), let node = reader.bytes(Int(nodeLength)),
+            let extensionLength = reader.u16(), reader.bytes(Int(extensionLength)) != nil
+        else { return .failure(.truncated) }
+        let signedEnd = reader.offset
+        guard let mac = reader.bytes(macSize) else { return .failure(.truncated) }
+        let authentic = HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: bytes[..<signedEnd], using: key.key)
+        guard authentic else { return .failure(.badSignature) }
+        guard reader.remaining == 0 else { return .failure(.malformed) }
+
+        guard let role = NodeRole(wireCode: roleCode),
+            let clusterName = name(cluster), let nodeName = name(node)
+        else { return .failure(.malformed) }
+        return .success(
+            Heartbeat(
+                kind: kind, role: role, link: link,
+                autoFailover: flags & autoFailoverFlag != 0, maintenance: flags & maintenanceFlag != 0,
+                generation: generation, sequence: sequence, epoch: epoch, lsn: lsn, sentAt: sentAt,
+                cluster: clusterName, node: nodeName
+            )
+        )
+    }
+
+    /// 1...64 bytes of valid UTF-8 without control characters.
+    private static func name(_ bytes: ArraySlice<UInt8>) -> String? {
+        guard (1...maximumNameLength).contains(bytes.count), !bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            return nil
+        }
+        var scalars = String.UnicodeScalarView()
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): scalars.append(scalar)
+            case .emptyInput: return String(scalars)
+            case .error: return nil
+            }
+        }
+    }
+
+    private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+        var big = value.bigEndian
+        withUnsafeBytes(of: &big) { bytes += $0 }
+    }
+
+    /// A bounds-checked big-endian reader: every accessor returns `nil` past the end.
+    private struct Reader {
+        let bytes: ArraySlice<UInt8>
+        var offset: Int
+
+        init(bytes: ArraySlice<UInt8>) {
+            self.bytes = bytes
+            self.offset = bytes.startIndex
+        }
+
+        var remaining: Int { bytes.endIndex - offset }
+
+        mutating func bytes(_ count: Int) -> ArraySlice<UInt8>? {
+            guard count >= 0, count <= remaining else { return nil }
+            defer { offset += count }
+            return bytes[offset..<(offset + count)]
+        }
+
+        mutating func u8() -> UInt8? { bytes(1)?.first }
+
+        mutating func u16() -> UInt16? { integer() }
+
+        mutating func u64() -> UInt64? { integer() }
+
+        private mutating func integer<T: FixedWidthInteger>() -> T? {
+            guard let slice = bytes(MemoryLayout<T>.size) else { return nil }
+            return slice.reduce(T(0)) { $0 << 8 | T($1) }
+        }
+    }
+}

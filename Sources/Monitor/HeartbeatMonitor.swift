@@ -1,0 +1,306 @@
+// kusu-hbd's working loop: heartbeats out, heartbeats in, the peer's health on the bus.
+//
+// Everything here runs on the one thread that runs the sd-event loop: the UDP
+// sockets, the timers and the bus connection are all sources of that loop, so
+// there is no locking and a wedged loop stops the watchdog pings. The decisions
+// live in ClusterCore.PeerTracker (pure, tested with a virtual clock); this type
+// feeds it packets and time and turns its events into bus signals and log lines.
+import ClusterAPI
+public import ClusterCore
+public import DBusKit
+import Glibc
+public import Logging
+public import SystemSupport
+
+public final class HeartbeatMonitor {
+    let configuration: Configuration
+    let key: HeartbeatKey
+    let loop: EventLoop
+    let bus: BusConnection
+    let store: StateStore
+    let logger: Logger
+
+    var tracker: PeerTracker
+    var sockets: [HeartbeatSocket] = []
+    let generation: UInt64
+    var sequence: UInt64 = 0
+    var role: NodeRole = .standby
+    var packetsReceived: UInt64 = 0
+    var packetsRejected: UInt64 = 0
+    var receiveBuffer = [UInt8](repeating: 0, count: 2048)
+
+    var sendTimer: TimerSource?
+    var nextSend: Duration = .zero
+    var deadlineTimer: TimerSource?
+    var readers: [EventSource] = []
+    var pendingChanges: Set<String> = []
+    var flush: EventSource?
+    var rejectionLog = RejectionLog()
+    /// Errors already reported per link, so a down link logs once, not five times a second.
+    var sendFailures: [Int: Int32] = [:]
+    var peerGenerationTried: UInt64 = 0
+
+    let path: ObjectPath
+    let interface: InterfaceName
+
+    /// Prepares the monitor; nothing is sent or exported until `start()`.
+    public init(
+        configuration: Configuration, key: HeartbeatKey, loop: EventLoop, bus: BusConnection,
+        store: StateStore, logger: Logger
+    ) throws(FileError) {
+        self.configuration = configuration
+        self.key = key
+        self.loop = loop
+        self.bus = bus
+        self.store = store
+        self.logger = logger
+        // The boot generation increases on every start, even if the wall clock went back.
+        let generation = max(Self.wallClockMicroseconds(), store.state.generation + 1)
+        try store.update { $0.generation = generation }
+        self.generation = generation
+        tracker = PeerTracker(
+            cluster: configuration.cluster.name, peer: configuration.peerNode.name,
+            linkCount: configuration.linkCount,
+            timing: .init(interval: configuration.cluster.interval, warn: configuration.cluster.warn, dead: configuration.cluster.dead),
+            start: MonotonicInstant(loop.now), minimumGeneration: store.state.peerGeneration)
+        path = try! ObjectPath(Heartbeat1.objectPath)  // a constant of the contract
+        interface = try! InterfaceName(Heartbeat1.interface)
+    }
+
+    /// Opens the heartbeat sockets, exports the bus object, takes the bus name and starts the timers.
+    public func start(passedSockets: [Int32]) throws(MonitorError) {
+        do {
+            if passedSockets.isEmpty {
+                let families = Set(configuration.localNode.addresses.map(\.isIPv4))
+                for isIPv4 in families.sorted(by: { $0 && !$1 }) {
+                    sockets.append(try HeartbeatSocket(ipv6: !isIPv4, port: configuration.cluster.port))
+                }
+            } else {
+                for fd in passedSockets { sockets.append(try HeartbeatSocket(adopting: fd)) }
+            }
+        } catch {
+            throw MonitorError("cannot open the heartbeat socket: \(error)")
+        }
+        do {
+            for socket in sockets {
+                readers.append(try loop.addReadable(fd: socket.fd) { [unowned self] in self.receiveAll(from: socket) })
+            }
+            try bus.export(makeBusObject())
+            try bus.requestName(try BusName(Heartbeat1.busName))
+            nextSend = loop.now
+            sendTimer = try loop.addTimer(at: nextSend, accuracy: .microseconds(500)) { [unowned self] in self.sendHeartbeats() }
+            armDeadline()
+        } catch {
+            throw MonitorError("cannot start: \(error)")
+        }
+        logger.notice(
+            "kusu-hbd started",
+            metadata: [
+                "cluster.name": "\(configuration.cluster.name)", "node.name": "\(configuration.localNode.name)",
+                "peer.name": "\(configuration.peerNode.name)", "node.role": "\(role.rawValue)",
+                "hb.generation": "\(generation)", "hb.links": "\(configuration.linkCount)",
+                "hb.interval_ms": "\(configuration.cluster.interval.milliseconds)",
+                "hb.dead_ms": "\(configuration.cluster.dead.milliseconds)",
+            ])
+    }
+
+    // MARK: Sending
+
+    func sendHeartbeats() {
+        sequence += 1
+        let now = Self.wallClockMicroseconds()
+        for (link, peerAddress) in configuration.peerNode.addresses.enumerated() {
+            let heartbeat = Heartbeat(
+                kind: .heartbeat, role: role, link: UInt8(link),
+                autoFailover: configuration.cluster.autoFailover, maintenance: false,
+                generation: generation, sequence: sequence, epoch: store.state.epoch, lsn: 0, sentAt: now,
+                cluster: configuration.cluster.name, node: configuration.localNode.name)
+            let packet = HeartbeatCodec.encode(heartbeat, key: key)
+            guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
+                ?? sockets.first(where: { $0.carries(peerAddress) })
+            else { continue }
+            let failure = socket.send(packet, to: peerAddress, port: configuration.cluster.port)
+            if failure != sendFailures[link] {
+                if let failure {
+                    logger.warning(
+                        "cannot send heartbeats on a link",
+                        metadata: ["hb.link": "\(link)", "peer.address": "\(peerAddress)", "error": "\(String(cString: strerror(failure)))"])
+                } else {
+                    logger.info("sending heartbeats on the link again", metadata: ["hb.link": "\(link)"])
+                }
+                sendFailures[link] = failure
+            }
+        }
+        // Keep a steady cadence; after a stall (SIGSTOP, a loaded machine) resume without a burst.
+        nextSend += configuration.cluster.interval
+        let now2 = loop.now
+        if nextSend <= now2 { nextSend = now2 + configuration.cluster.interval }
+        sendTimer?.reschedule(at: nextSend)
+    }
+
+    // MARK: Receiving
+
+    func receiveAll(from socket: HeartbeatSocket) {
+        // Bounded, so a flood cannot starve the timers; the level-triggered source calls us again.
+        for _ in 0..<64 {
+            guard let (count, source) = socket.receive(into: &receiveBuffer) else { break }
+            handleDatagram(count: count, source: source)
+        }
+        armDeadline()
+    }
+
+    func handleDatagram(count: Int, source: IPAddress?) {
+        guard count <= receiveBuffer.count else { return reject(.malformed, source: source) }
+        guard let source, let link = configuration.peerNode.addresses.firstIndex(of: source) else {
+            return reject(.unknownSender, source: source)
+        }
+        let heartbeat: Heartbeat
+        switch HeartbeatCodec.decode(Array(receiveBuffer[0..<count]), key: key) {
+        case .success(let decoded): heartbeat = decoded
+        case .failure(let reason): return reject(reason, source: source)
+        }
+        let now = MonotonicInstant(loop.now)
+        switch tracker.receive(heartbeat, onLink: link, at: now, wallClock: Self.wallClockMicroseconds()) {
+        case .failure(let reason):
+            reject(reason, source: source)
+        case .success(let events):
+            packetsReceived += 1
+            handle(events)
+        }
+    }
+
+    func reject(_ reason: PacketRejection, source: IPAddress?) {
+        packetsRejected += 1
+        if let suppressed = rejectionLog.shouldLog(reason, at: loop.now) {
+            logger.warning(
+                "heartbeat packet rejected",
+                metadata: [
+                    "hb.reason": "\(reason.rawValue)", "hb.source": "\(source.map { "\($0)" } ?? "unknown")",
+                    "hb.suppressed": "\(suppressed)", "hb.rejected_total": "\(packetsRejected)",
+                ])
+        }
+    }
+
+    // MARK: Time
+
+    func armDeadline() {
+        guard let deadline = tracker.nextDeadline else {
+            deadlineTimer?.cancel()
+            deadlineTimer = nil
+            return
+        }
+        if let deadlineTimer {
+            deadlineTimer.reschedule(at: deadline.sinceOrigin)
+        } else {
+            deadlineTimer = try? loop.addTimer(at: deadline.sinceOrigin, accuracy: .microseconds(100)) { [unowned self] in
+                self.handle(self.tracker.advance(to: MonotonicInstant(self.loop.now)))
+                self.armDeadline()
+            }
+        }
+    }
+
+    // MARK: Events → bus and journal
+
+    func handle(_ events: [PeerEvent]) {
+        for event in events {
+            switch event {
+            case .stateChanged(let old, let new):
+                logger.notice(
+                    "peer state changed",
+                    metadata: ["peer.name": "\(configuration.peerNode.name)", "peer.state.old": "\(old.rawValue)", "peer.state": "\(new.rawValue)"])
+                changed(Heartbeat1.Property.peerState)
+                do {
+                    try bus.emitSignal(
+                        path: path, interface: interface, member: try MemberName(Heartbeat1.Signal.peerStateChanged),
+                        [.string(configuration.peerNode.name), .string(old.rawValue), .string(new.rawValue)])
+                } catch {
+                    logger.error("cannot emit a signal", metadata: ["error": "\(error)"])
+                }
+                ServiceManager.notify("STATUS=peer \(configuration.peerNode.name) is \(new.rawValue)")
+            case .linkChanged(let link, let up):
+                logger.notice(
+                    up ? "heartbeat link up" : "heartbeat link down",
+                    metadata: ["hb.link": "\(link)", "peer.address": "\(configuration.peerNode.addresses[link])"])
+                changed(Heartbeat1.Property.links)
+            case .restarted(let peerGeneration):
+                logger.info("peer restarted", metadata: ["peer.name": "\(configuration.peerNode.name)", "hb.generation": "\(peerGeneration)"])
+            case .roleChanged:
+                changed(Heartbeat1.Property.peerRole)
+            case .epochChanged:
+                changed(Heartbeat1.Property.peerEpoch)
+            case .seen:
+                changed(Heartbeat1.Property.peerLastSeenUSec)
+                changed(Heartbeat1.Property.links)
+            }
+        }
+        persistPeerGeneration()
+    }
+
+    /// Remembers the highest generation accepted from the peer, so that after our own
+    /// restart packets replayed from an older peer generation are still refused.
+    /// Written only when it grows: once per peer start, not per packet.
+    func persistPeerGeneration() {
+        guard let heard = tracker.peerGeneration, heard > store.state.peerGeneration, heard != peerGenerationTried
+        else { return }
+        peerGenerationTried = heard  // a failing disk is reported once per generation, not per packet
+        do {
+            try store.update { $0.peerGeneration = heard }
+        } catch {
+            logger.error("cannot persist the peer's generation", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Marks a property changed; all changes of one loop iteration go out in one PropertiesChanged.
+    func changed(_ property: String) {
+        pendingChanges.insert(property)
+        guard flush == nil else { return }
+        flush = try? loop.addDeferred { [unowned self] in
+            self.flush = nil
+            let names = self.pendingChanges.sorted()
+            self.pendingChanges.removeAll()
+            do {
+                try self.bus.emitPropertiesChanged(path: self.path, interface: self.interface, names)
+            } catch {
+                self.logger.error("cannot emit PropertiesChanged", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Says goodbye: STOPPING=1, then the loop ends.
+    public func stop() {
+        logger.notice("kusu-hbd stopping", metadata: ["node.name": "\(configuration.localNode.name)"])
+        ServiceManager.notify("STOPPING=1")
+        loop.exit(code: 0)
+    }
+
+    static func wallClockMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+    }
+}
+
+public struct MonitorError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// At most one log line per rejection reason per ten seconds, with the count of the ones not logged.
+struct RejectionLog {
+    var last: [PacketRejection: (at: Duration, suppressed: Int)] = [:]
+
+    mutating func shouldLog(_ reason: PacketRejection, at now: Duration) -> Int? {
+        if let entry = last[reason], now - entry.at < .seconds(10) {
+            last[reason] = (entry.at, entry.suppressed + 1)
+            return nil
+        }
+        let suppressed = last[reason]?.suppressed ?? 0
+        last[reason] = (now, 0)
+        return suppressed
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for log fields.
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
