@@ -72,6 +72,8 @@ struct HeartbeatDaemon: ParsableCommand {
         do {
             let loop = try EventLoop()
             let bus = try BusConnection.system(on: loop)
+            // Losing the system bus ends the loop with a failure; systemd restarts us.
+            bus.exitLoopOnDisconnect = true
             let store = try StateStore(directory: directory)
             let monitor = try HeartbeatMonitor(
                 configuration: configuration, key: key, loop: loop, bus: bus, store: store, logger: logger)
@@ -82,11 +84,14 @@ struct HeartbeatDaemon: ParsableCommand {
             ServiceManager.notify("READY=1\nSTATUS=watching peer \(configuration.peerNode.name)")
             let code = try loop.run()
             withExtendedLifetime((term, int, monitor)) {}
-            if code != 0 { throw ExitCode(code) }
+            if code != 0 {
+                logger.error("kusu-hbd lost the system bus", metadata: ["exit.code": "\(code)"])
+                throw ExitCode(code)
+            }
         } catch let error as ExitCode {
             throw error
         } catch {
-            logger.critical("kusu-hbd cannot run", metadata: ["error": "\(error)"])
+            // One line on stderr, which under systemd is the journal too.
             printError("kusu-hbd: \(error)")
             throw ExitCode(1)
         }

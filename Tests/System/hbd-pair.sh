@@ -22,7 +22,8 @@ tb_monitor a props "type='signal',path='$P',interface='org.freedesktop.DBus.Prop
 # --- start: both alive within a second ---------------------------------------
 t0=$(date +%s%N)
 tb_hbd_start a           # binds [0.0.0.0]:694 itself
-tb_hbd_start b socket    # gets a dual-stack socket as from kusu-hbd.socket
+tb_notify b
+TB_HBD_ENV="NOTIFY_SOCKET=$TB_DIR/b/notify WATCHDOG_USEC=400000" tb_hbd_start b socket  # dual-stack socket as from kusu-hbd.socket
 if tb_poll 3 bash -c "[ \"\$(busctl --address=$(tb_bus_address a) get-property $H $P $H PeerState 2>/dev/null)\" = 's \"alive\"' ] &&
                       [ \"\$(busctl --address=$(tb_bus_address b) get-property $H $P $H PeerState 2>/dev/null)\" = 's \"alive\"' ]"; then
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
@@ -112,6 +113,11 @@ kill -TERM "$pid_b"
 if tb_poll 5 bash -c "! kill -0 $pid_b 2>/dev/null"; then t_pass "SIGTERM stops kusu-hbd"; else t_fail "SIGTERM stops kusu-hbd"; fi
 wait "$pid_b"; t_eq "kusu-hbd exits 0 on SIGTERM" "$?" 0
 t_check "it logged that it was stopping" grep -q 'kusu-hbd stopping' "$TB_DIR/b/hbd.log"
+t_check "it told the service manager READY=1" grep -q ' READY=1$' "$TB_DIR/b/notify.log"
+pings=$(grep -c ' WATCHDOG=1$' "$TB_DIR/b/notify.log")
+t_check "it pinged the watchdog from its loop (WATCHDOG_USEC 400 ms: $pings pings)" test "$pings" -ge 5
+t_check "it told the service manager STOPPING=1" grep -q ' STOPPING=1$' "$TB_DIR/b/notify.log"
+t_check "its STATUS= names the peer's state" grep -q ' STATUS=peer installer is alive$' "$TB_DIR/b/notify.log"
 tb_hbd_start b socket
 if tb_poll 3 tb_prop_is a PeerState alive && tb_poll 3 grep -q 'peer restarted' "$TB_DIR/a/hbd.log"; then
     t_pass "a restarted peer (new generation) is accepted"
@@ -141,5 +147,15 @@ fi
 t_eq "PeerState is dead" "$(tb_prop a PeerState)" dead
 t_check "both links down once the peer is dead" bash -c "! busctl --address=$(tb_bus_address a) get-property $H $P $H Links | grep -q true"
 t_check "the journal line for the transition has structured fields" grep -q 'peer state changed.*peer.state=dead' "$TB_DIR/a/hbd.log"
+
+# --- losing the system bus ends kusu-hbd with a failure (systemd restarts it) ----
+pid_a=$(tb_hbd_pid a)
+kill -KILL "$(cat "$TB_DIR/a/bus.pid")"
+if tb_poll 5 bash -c "! kill -0 $pid_a 2>/dev/null"; then
+    wait "$pid_a"; status=$?
+    t_check "kusu-hbd exits non-zero when the bus goes away (status $status)" test "$status" -ne 0
+else
+    t_fail "kusu-hbd exits when the bus goes away" "still running"
+fi
 
 t_summary

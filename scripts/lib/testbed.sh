@@ -119,6 +119,7 @@ tb_bus() {
 CONF
     dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile >"$dir/bus.log" 2>&1 &
     tb_track $!
+    echo $! >"$dir/bus.pid"
     tb_poll 5 test -S "$dir/bus" || tb_die "the private bus of $node did not start: $(cat "$dir/bus.log")"
     chmod 0666 "$dir/bus"
 }
@@ -165,7 +166,7 @@ TOML
 tb_hbd_start() {
     local node=$1 mode=${2:-bind} dir="$TB_DIR/$1"
     local -a drop=(setpriv --reuid=kusu-ha --regid=kusu-ha --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs)
-    local -a env=(env "DBUS_SYSTEM_BUS_ADDRESS=$(tb_bus_address "$node")" "KUSU_HA_LOG_LEVEL=${KUSU_HA_LOG_LEVEL:-info}")
+    local -a env=(env "DBUS_SYSTEM_BUS_ADDRESS=$(tb_bus_address "$node")" "KUSU_HA_LOG_LEVEL=${KUSU_HA_LOG_LEVEL:-info}" ${TB_HBD_ENV:-})
     local -a hbd=("$TB_BIN/kusu-hbd" --config "$dir/kusu-ha.toml" --state-directory "$dir/state")
     if [ "$mode" = socket ]; then
         ip netns exec "$(tb_ns "$node")" python3 "$TB_REPO/scripts/lib/socket-activate.py" 694 kusu-ha -- \
@@ -212,3 +213,12 @@ tb_monitor() {
 }
 
 tb_now() { date +%s.%N; }
+
+# tb_notify NODE — a stand-in for systemd's NOTIFY_SOCKET; messages go to NODE/notify.log.
+# Start kusu-hbd with TB_HBD_ENV="NOTIFY_SOCKET=$TB_DIR/NODE/notify WATCHDOG_USEC=..." to use it.
+tb_notify() {
+    local node=$1
+    python3 "$TB_REPO/scripts/lib/notify-listen.py" "$TB_DIR/$node/notify" kusu-ha 120 >"$TB_DIR/$node/notify.log" 2>&1 &
+    tb_track $!
+    tb_poll 5 grep -q listening "$TB_DIR/$node/notify.log" || tb_die "notify listener did not start"
+}
