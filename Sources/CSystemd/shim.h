@@ -17,6 +17,9 @@
 #include <systemd/sd-event.h>
 #include <systemd/sd-daemon.h>   // sd_notify (used outside DBusKit)
 #include <systemd/sd-journal.h>  // sd_journal_sendv (used outside DBusKit)
+// eventfd(2): DBusKit wakes its sd-event loop from worker threads with one
+// (glibc declares it in a header the Glibc module does not export).
+#include <sys/eventfd.h>
 
 // SD_BUS_VTABLE_START is a macro (compound literal); it also stamps the vtable
 // format reference and the "parameter names" feature bit, which sd-bus checks to

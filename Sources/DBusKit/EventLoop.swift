@@ -13,6 +13,8 @@ public final class EventLoop {
     /// The single defer source serving `addDeferred`, and its FIFO queue.
     private var deferSource: OpaquePointer?
     private var deferred: [DeferredEntry] = []
+    /// Delivers the results of `perform` (created on first use).
+    var workDispatcher: WorkDispatcher?
 
     public init() throws(SystemError) {
         var e: OpaquePointer?
