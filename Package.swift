@@ -9,8 +9,10 @@
 //                 state machine. No sockets, no clocks, no D-Bus.
 //   ClusterAPI    the wire names of the public contract (bus names, paths, members)
 //   SystemSupport journal logging, sd_notify, files and persisted state
-//   Monitor       kusu-hbd's shell: UDP links, the bus object, journal logging
-//   kusu-hbd      thin executable
+//   Monitor       kusu-hbd's shell: UDP links, the bus object
+//   Effector      the effector's side effects, one type each: rtnetlink, ARP, libpq, systemd units
+//   EffectorService kusu-effectord's engine (one operation at a time) and its bus object
+//   kusu-hbd, kusu-effectord   thin executables
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -24,6 +26,7 @@ let package = Package(
     name: "kusu-ha",
     products: [
         .executable(name: "kusu-hbd", targets: ["kusu-hbd"]),
+        .executable(name: "kusu-effectord", targets: ["kusu-effectord"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -65,6 +68,33 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The effector's side effects: rtnetlink, AF_PACKET, libpq, systemd units.
+        .target(name: "CNetlink"),
+        .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .target(
+            name: "Effector",
+            dependencies: ["CNetlink", "CLibpq", "ClusterCore", "DBusKit"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "EffectorService",
+            dependencies: [
+                "Effector", "DBusKit", "ClusterCore", "ClusterAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kusu-effectord",
+            dependencies: [
+                "EffectorService", "ClusterCore", "ClusterAPI", "DBusKit", "SystemSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test tool (not installed): drives UnitManager against a systemd (Tests/System/units.sh).
+        .executableTarget(name: "unit-manager-probe", dependencies: ["Effector", "DBusKit"], swiftSettings: swiftSettings),
         // Test tool (not installed): crafts heartbeat packets, valid and hostile.
         .executableTarget(
             name: "kusu-hb-inject",
@@ -76,6 +106,13 @@ let package = Package(
         ),
         .testTarget(name: "DBusKitTests", dependencies: ["DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "EffectorTests", dependencies: ["Effector", "DBusKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "EffectorNetTests", dependencies: ["Effector", "CNetlink", "ClusterCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EffectorServiceTests",
+            dependencies: ["EffectorService", "ClusterCore", "DBusKit", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MonitorTests",
             dependencies: ["Monitor", "SystemSupport", "ClusterCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

@@ -22,7 +22,7 @@ status=${PIPESTATUS[0]}
 # Swift Testing: "Test run with N tests in M suites passed/failed after ..."
 # Swift Testing ends with "Test run with N tests in M suites passed|failed after ...".
 n=$(grep -oE 'Test run with [0-9]+ tests?' "$TMPDIR/swift-test.log" | grep -oE '[0-9]+' | tail -1)
-bad=$(grep -cE '^✘ Test .* failed' "$TMPDIR/swift-test.log" || true)
+bad=$(grep -E '^✘ Test .* failed after' "$TMPDIR/swift-test.log" | grep -vc '^✘ Test run with' || true)
 n=${n:-0}
 if [ "$n" -eq 0 ]; then echo "swift test ran no test"; failed=$((failed + 1)); fi
 if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi

@@ -54,6 +54,40 @@ public enum Effector1 {
     public static let objectPath = "/org/kusu/Effector1"
     public static let interface = "org.kusu.Effector1"
 
+    public enum Method {
+        public static let takeover = "Takeover"
+        public static let release = "Release"
+        public static let addAddress = "AddAddress"
+        public static let removeAddress = "RemoveAddress"
+        public static let announceAddress = "AnnounceAddress"
+        public static let promoteDatabase = "PromoteDatabase"
+        public static let rejoinDatabase = "RejoinDatabase"
+        public static let startUnits = "StartUnits"
+        public static let stopUnits = "StopUnits"
+    }
+
+    public enum Property {
+        public static let addresses = "Addresses"
+        public static let databaseRole = "DatabaseRole"
+        public static let replicationLagBytes = "ReplicationLagBytes"
+        public static let databaseLSN = "DatabaseLSN"
+        public static let databaseTimeline = "DatabaseTimeline"
+        public static let units = "Units"
+        public static let busy = "Busy"
+        public static let lastOperation = "LastOperation"
+    }
+
+    /// Named errors (org.kusu.Effector1.Error.*).
+    public enum Error {
+        public static let notConfigured = "org.kusu.Effector1.Error.NotConfigured"
+        public static let invalidArgument = "org.kusu.Effector1.Error.InvalidArgument"
+        public static let busy = "org.kusu.Effector1.Error.Busy"
+        public static let databaseNotStandby = "org.kusu.Effector1.Error.DatabaseNotStandby"
+        public static let replicationLag = "org.kusu.Effector1.Error.ReplicationLag"
+        public static let unitFailed = "org.kusu.Effector1.Error.UnitFailed"
+        public static let netlinkFailed = "org.kusu.Effector1.Error.NetlinkFailed"
+    }
+
     public enum Action {
         public static let takeover = "org.kusu.effector1.takeover"
         public static let manageAddress = "org.kusu.effector1.manage-address"

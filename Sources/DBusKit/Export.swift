@@ -257,6 +257,9 @@ public final class MethodInvocation {
     public let member: String
     public let path: String
     public let interface: String
+    /// The call carried ALLOW_INTERACTIVE_AUTHORIZATION: the caller can wait while
+    /// polkit asks someone to authenticate (pass it to `PolkitAuthority.check`).
+    public let allowsInteractiveAuthorization: Bool
     private var message: OpaquePointer?
     private let outSignature: Signature
 
@@ -268,6 +271,7 @@ public final class MethodInvocation {
         sender = sd_bus_message_get_sender(message).map { String(cString: $0) } ?? ""
         path = sd_bus_message_get_path(message).map { String(cString: $0) } ?? ""
         interface = sd_bus_message_get_interface(message).map { String(cString: $0) } ?? ""
+        allowsInteractiveAuthorization = sd_bus_message_get_allow_interactive_authorization(message) > 0
     }
 
     deinit {

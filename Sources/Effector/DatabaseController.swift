@@ -1,0 +1,571 @@
+// The PostgreSQL side effects of kusu-effectord: reading the server's role and position,
+// promoting a standby, and preparing a data directory to rejoin as a standby.
+//
+// Every call blocks (libpq, subprocesses, short sleeps); the daemon runs them on a worker thread.
+// `DatabaseController` keeps no connection between calls (each call opens and closes its own), so
+// it is Sendable and may be used from any thread, also concurrently. `StandbySetup` is stateless.
+//
+// Requirements on the PostgreSQL installation (for administrators):
+// - kusu-effectord runs as root and connects over the Unix socket as `settings.user` (postgres).
+//   Peer authentication would refuse root as postgres, so map it in pg_hba.conf/pg_ident.conf:
+//       pg_hba.conf:    local   all          all   peer map=kusu
+//                       local   replication  all   peer map=kusu
+//       pg_ident.conf:  kusu    root         postgres
+//                       kusu    postgres     postgres
+//   (The replication line is what the peer's pg_basebackup/walreceiver and pg_rewind use when
+//   they connect over a socket; over TCP use your usual host lines.)
+// - pg_rewind needs `wal_log_hints = on` (or a cluster initialised with data checksums).
+// - Each standby should set `wal_retrieve_retry_interval = 200ms`: with the default 5 s a promote
+//   that arrives right after the walreceiver lost the primary can stall for up to 5 s.
+
+public import ClusterCore
+import Glibc
+// SOCK_STREAM/SOCK_CLOEXEC: in this module clang attributes them to CNetlink (its <linux/net.h>),
+// so they are visible only through that import.
+import CNetlink
+
+/// What the local PostgreSQL is, as the bus property `DatabaseRole` shows it.
+public enum DatabaseRole: String, Sendable {
+    /// Accepts writes (not in recovery).
+    case primary
+    /// In recovery (a hot standby that answers queries).
+    case standby
+    /// Nothing listens on the socket (stopped, or not started yet).
+    case down
+    /// Something listens but we could not ask it (starting up, authentication refused, a query failed).
+    case unknown
+}
+
+/// One reading of the local server.
+public struct DatabaseStatus: Sendable, Equatable {
+    public var role: DatabaseRole
+    /// pg_current_wal_lsn() on a primary, pg_last_wal_replay_lsn() on a standby; 0 when unknown.
+    public var lsn: UInt64
+    /// The timeline the server writes (primary) or receives/replays (standby); 0 when unknown.
+    public var timeline: UInt32
+    /// Standby: WAL it knows of but has not replayed yet — the newer of what it received and what
+    /// the primary last reported as its end, minus what it replayed.
+    /// Primary: the worst standby's pg_current_wal_lsn() − replay_lsn (0 without standbys), i.e.
+    /// what that standby would still have to replay, including WAL not yet sent to it.
+    public var replicationLagBytes: UInt64
+    /// Standby: its WAL receiver streams from a primary (pg_stat_wal_receiver.status = 'streaming').
+    /// Primary: at least one standby streams from it (pg_stat_replication.state = 'streaming').
+    public var streaming: Bool
+
+    public init(role: DatabaseRole, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0, streaming: Bool = false) {
+        self.role = role
+        self.lsn = lsn
+        self.timeline = timeline
+        self.replicationLagBytes = replicationLagBytes
+        self.streaming = streaming
+    }
+}
+
+/// A refused or failed database operation; `message` is meant for an administrator.
+public struct DatabaseError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// Could not connect to the local server.
+        case unreachable
+        /// Promote asked of a server that is not in recovery (already a primary). Nothing was done.
+        case notStandby
+        /// The standby is further behind than allowed. Nothing was done.
+        case replicationLag
+        /// pg_promote refused, or the server left recovery in an unexpected way.
+        case promoteFailed
+        /// pg_rewind or writing the standby configuration failed.
+        case rejoinFailed
+        /// The operation did not finish within its deadline.
+        case timeout
+        /// A query failed.
+        case queryFailed
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// Talks to the local PostgreSQL through libpq as described by `[database]`.
+public final class DatabaseController: Sendable {
+    public let settings: DatabaseSettings
+
+    public init(settings: DatabaseSettings) {
+        self.settings = settings
+    }
+
+    /// The conninfo we connect with: Unix socket only, 2 s connect timeout, every statement bounded.
+    public var conninfo: String {
+        PostgresConnection.conninfo([
+            ("host", settings.socketDirectory),
+            ("port", String(settings.port)),
+            ("user", settings.user),
+            ("dbname", "postgres"),
+            ("connect_timeout", "2"),
+            ("application_name", "kusu-effectord"),
+            ("options", "-c statement_timeout=10000"),
+        ])
+    }
+
+    /// The socket file the server listens on.
+    public var socketPath: String { "\(settings.socketDirectory)/.s.PGSQL.\(settings.port)" }
+
+    /// Opens a connection to the local server.
+    public func connect() throws(DatabaseError) -> PostgresConnection {
+        do {
+            return try PostgresConnection(conninfo: conninfo)
+        } catch {
+            throw DatabaseError(.unreachable, "cannot connect to the local PostgreSQL at \(socketPath): \(error.message)")
+        }
+    }
+
+    /// The server's current role and position. Never throws: `.down` when nothing listens on the
+    /// socket (no socket file, or connection refused), `.unknown` on any other failure.
+    public func status() -> DatabaseStatus {
+        let connection: PostgresConnection
+        do {
+            connection = try PostgresConnection(conninfo: conninfo)
+        } catch {
+            return DatabaseStatus(role: Self.nothingListens(at: socketPath) ? .down : .unknown)
+        }
+        return (try? read(connection)) ?? DatabaseStatus(role: .unknown)
+    }
+
+    /// Promotes the local standby and returns once it accepts writes: SELECT pg_promote(false),
+    /// then pg_is_in_recovery() every 10 ms until false, within `timeout`.
+    /// Refuses, doing nothing, on a primary (`.notStandby`) and when the standby's lag exceeds
+    /// `settings.maxLagBytes` unless `ignoreLag` (`.replicationLag`).
+    public func promote(ignoreLag: Bool, timeout: Duration) throws(DatabaseError) -> DatabaseStatus {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let connection = try connect()
+        let before: DatabaseStatus
+        do { before = try read(connection) } catch {
+            throw DatabaseError(.queryFailed, "cannot read the state of the local PostgreSQL: \(error.message)")
+        }
+        guard before.role == .standby else {
+            throw DatabaseError(.notStandby, "the local PostgreSQL is already a primary (not in recovery): nothing to promote")
+        }
+        if !ignoreLag && before.replicationLagBytes > settings.maxLagBytes {
+            throw DatabaseError(
+                .replicationLag,
+                "the local standby has \(before.replicationLagBytes) bytes of WAL not yet replayed, more than the allowed "
+                    + "\(settings.maxLagBytes) (database.max_lag_bytes); not promoting it — promoting anyway would lose "
+                    + "or delay those changes")
+        }
+        let accepted: String?
+        do { accepted = try connection.scalar("SELECT pg_promote(false)") } catch {
+            throw DatabaseError(.promoteFailed, "PostgreSQL refused to promote: \(error.message)")
+        }
+        guard accepted == "t" else {
+            throw DatabaseError(.promoteFailed, "PostgreSQL refused to promote (pg_promote returned false): is it still in recovery?")
+        }
+        while true {
+            let inRecovery: String?
+            do { inRecovery = try connection.scalar("SELECT pg_is_in_recovery()") } catch {
+                throw DatabaseError(.promoteFailed, "lost the local PostgreSQL while it was being promoted: \(error.message)")
+            }
+            if inRecovery == "f" { break }
+            if clock.now >= deadline {
+                throw DatabaseError(
+                    .timeout,
+                    "the local PostgreSQL was asked to promote but still was in recovery after \(Self.describe(timeout)); "
+                        + "it may finish later — check its log")
+            }
+            sleepFor(.milliseconds(10))
+        }
+        do { return try read(connection) } catch {
+            throw DatabaseError(.queryFailed, "promoted, but cannot read the state of the local PostgreSQL: \(error.message)")
+        }
+    }
+
+    // MARK: - Reading the state
+
+    private func read(_ connection: PostgresConnection) throws(PostgresError) -> DatabaseStatus {
+        guard let inRecovery = try connection.scalar("SELECT pg_is_in_recovery()") else {
+            throw PostgresError(message: "pg_is_in_recovery() returned NULL")
+        }
+        if inRecovery == "f" {
+            // The timeline of the WAL being written is the first 8 hex digits of its segment name
+            // (pg_control's timeline lags behind until the first checkpoint after a promote).
+            let row = try connection.query("""
+                SELECT pg_current_wal_lsn()::text,
+                       pg_walfile_name(pg_current_wal_lsn()),
+                       (SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn))::bigint FROM pg_stat_replication),
+                       (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')
+                """).first ?? []
+            guard row.count == 4, let lsn = row[0].flatMap(Self.parseLSN), let walFile = row[1],
+                let timeline = UInt32(walFile.prefix(8), radix: 16)
+            else { throw PostgresError(message: "unexpected answer to the primary status query: \(row)") }
+            let lag = row[2].flatMap { Int64($0) }.map { UInt64(max(0, $0)) } ?? 0
+            return DatabaseStatus(role: .primary, lsn: lsn, timeline: timeline, replicationLagBytes: lag,
+                                  streaming: (row[3].flatMap { Int($0) } ?? 0) > 0)
+        }
+        let row = try connection.query("""
+            SELECT pg_last_wal_replay_lsn()::text,
+                   greatest(pg_last_wal_receive_lsn(), r.latest_end_lsn, pg_last_wal_replay_lsn())::text,
+                   coalesce(r.received_tli, (SELECT timeline_id FROM pg_control_checkpoint())),
+                   coalesce(r.status = 'streaming', false)
+            FROM (SELECT 1) AS one
+            LEFT JOIN pg_stat_wal_receiver AS r ON true
+            """).first ?? []
+        guard row.count == 4 else { throw PostgresError(message: "unexpected answer to the standby status query: \(row)") }
+        let replayed = row[0].flatMap(Self.parseLSN) ?? 0
+        let known = row[1].flatMap(Self.parseLSN) ?? replayed
+        return DatabaseStatus(
+            role: .standby, lsn: replayed, timeline: row[2].flatMap { UInt32($0) } ?? 0,
+            replicationLagBytes: known > replayed ? known - replayed : 0, streaming: row[3] == "t")
+    }
+
+    /// True when connecting to the socket fails because no server is there (no socket file, or
+    /// nobody accepts on it). Decided with our own connect(2), independent of libpq's wording.
+    static func nothingListens(at path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if result == 0 { return false }
+        let error = errno
+        return error == ENOENT || error == ECONNREFUSED || error == ENOTDIR
+    }
+
+    // MARK: - LSN text
+
+    /// Parses PostgreSQL's LSN text, "16/B374D848" (two hex numbers of at most 8 digits).
+    public static func parseLSN(_ text: String) -> UInt64? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2,
+            parts.allSatisfy({ !$0.isEmpty && $0.count <= 8 && $0.allSatisfy(\.isHexDigit) }),
+            let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16)
+        else { return nil }
+        return high << 32 | low
+    }
+
+    /// Formats an LSN as PostgreSQL does: "16/B374D848" (upper-case hex, no padding).
+    public static func formatLSN(_ lsn: UInt64) -> String {
+        String(lsn >> 32, radix: 16, uppercase: true) + "/" + String(lsn & 0xFFFF_FFFF, radix: 16, uppercase: true)
+    }
+
+    static func describe(_ duration: Duration) -> String {
+        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(milliseconds) ms"
+    }
+}
+
+/// Making a data directory a standby of another server (rejoin). The effector stops the local
+/// server before `prepareStandby` and starts it after; `waitUntilStreaming` then confirms.
+public enum StandbySetup {
+    /// Prepares the (stopped) server in `dataDirectory` to follow `primaryConninfo`.
+    ///
+    /// With `rewind`, runs `pg_rewind --source-server=<primaryConninfo> --target-pgdata=<dir>`
+    /// first. Whether a rewind is needed is left to pg_rewind itself: it compares the timeline
+    /// histories of both servers and, when the local history is a prefix of the primary's, says
+    /// "no rewind required" and changes nothing — so passing `rewind: true` is always safe and costs
+    /// a connection when nothing diverged. pg_rewind first crash-recovers a target that was not
+    /// shut down cleanly (it runs `postgres --single`), so an old primary that died works too.
+    /// pg_rewind runs as the data directory's owner: via `setpriv` when we are root, directly when
+    /// we are that owner. Note that pg_rewind copies the configuration files of the primary's data
+    /// directory (postgresql.auto.conf among them), which is why primary_conninfo is written after.
+    ///
+    /// Then writes `standby.signal` and sets `primary_conninfo` (with `application_name`) in
+    /// `postgresql.auto.conf`, replacing an existing setting; both files end up owned by the data
+    /// directory's owner, mode 0600, written atomically.
+    public static func prepareStandby(
+        dataDirectory: String, primaryConninfo: String, applicationName: String, rewind: Bool,
+        postgresBinDirectory: String = "/usr/lib/postgresql/15/bin", rewindTimeout: Duration = .seconds(600)
+    ) throws(DatabaseError) {
+        var info = stat()
+        guard stat(dataDirectory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw DatabaseError(.rejoinFailed, "the data directory \(dataDirectory) does not exist: \(errnoText())")
+        }
+        if access("\(dataDirectory)/postmaster.pid", F_OK) == 0 {
+            // A stale pid file after a crash is fine for pg_rewind (it checks the control file); we
+            // only refuse when the postmaster named in it is really running.
+            if let pid = postmasterPID(dataDirectory), kill(pid, 0) == 0 {
+                throw DatabaseError(.rejoinFailed, "PostgreSQL is still running in \(dataDirectory) (pid \(pid)): stop it before rejoining")
+            }
+        }
+        let owner = (uid: info.st_uid, gid: info.st_gid)
+        if rewind {
+            var command = ["\(postgresBinDirectory)/pg_rewind", "--source-server=\(primaryConninfo)", "--target-pgdata=\(dataDirectory)"]
+            if getuid() != owner.uid {
+                guard getuid() == 0 else {
+                    throw DatabaseError(.rejoinFailed, "pg_rewind must run as the owner of \(dataDirectory) (uid \(owner.uid)) or as root")
+                }
+                command = ["/usr/bin/setpriv", "--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--init-groups", "--"] + command
+            }
+            let result: SubprocessResult
+            do { result = try runSubprocess(command, timeout: rewindTimeout) } catch {
+                throw DatabaseError(error.timedOut ? .timeout : .rejoinFailed, "pg_rewind of \(dataDirectory): \(error.message)")
+            }
+            guard result.status == 0 else {
+                throw DatabaseError(.rejoinFailed, "pg_rewind of \(dataDirectory) from the new primary failed (\(result.statusText)): \(result.lastLines)")
+            }
+        }
+        try writeOwnedFile("\(dataDirectory)/standby.signal", contents: "", uid: owner.uid, gid: owner.gid)
+        let autoConf = "\(dataDirectory)/postgresql.auto.conf"
+        let existing: String
+        do { existing = try readFile(autoConf) } catch { throw DatabaseError(.rejoinFailed, error.message) }
+        let conninfo = primaryConninfo + " application_name=" + PostgresConnection.quote(applicationName)
+        let updated = replacingSetting("primary_conninfo", with: configQuote(conninfo), in: existing)
+        try writeOwnedFile(autoConf, contents: updated, uid: owner.uid, gid: owner.gid)
+    }
+
+    /// Polls `controller.status()` every 100 ms until the server is a standby whose WAL receiver
+    /// streams, within `timeout`. Fails at once if it turns out to be a primary.
+    public static func waitUntilStreaming(_ controller: DatabaseController, timeout: Duration) throws(DatabaseError) -> DatabaseStatus {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var last = controller.status()
+        while !(last.role == .standby && last.streaming) {
+            if last.role == .primary {
+                throw DatabaseError(.rejoinFailed, "the local PostgreSQL started as a primary, not as a standby: standby.signal was not honoured")
+            }
+            if clock.now >= deadline {
+                let state = last.role == .standby ? "a standby that does not stream from the primary" : "\(last.role.rawValue)"
+                throw DatabaseError(.timeout, "the local PostgreSQL was still \(state) after \(DatabaseController.describe(timeout)); check its log and primary_conninfo")
+            }
+            sleepFor(.milliseconds(100))
+            last = controller.status()
+        }
+        return last
+    }
+
+    // MARK: - postgresql.auto.conf
+
+    /// Replaces every `name = ...` line (any case, any spacing) by one `name = value` at the place
+    /// of the first, or appends it.
+    static func replacingSetting(_ name: String, with value: String, in text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        let newLine = "\(name) = \(value)"
+        var replaced = false
+        lines = lines.compactMap { line in
+            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+            guard trimmed.lowercased().hasPrefix(name.lowercased()) else { return line }
+            let rest = trimmed.dropFirst(name.count).drop(while: { $0 == " " || $0 == "\t" })
+            guard rest.first == "=" else { return line }
+            if replaced { return nil }
+            replaced = true
+            return newLine
+        }
+        if !replaced { lines.append(newLine) }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A string value in postgresql.conf syntax: single-quoted, quotes and backslashes doubled
+    /// (as pg_basebackup -R writes it).
+    static func configQuote(_ value: String) -> String {
+        var quoted = "'"
+        for character in value {
+            if character == "'" || character == "\\" { quoted.append(character) }
+            quoted.append(character)
+        }
+        return quoted + "'"
+    }
+
+    private static func postmasterPID(_ dataDirectory: String) -> pid_t? {
+        guard let text = try? readFile("\(dataDirectory)/postmaster.pid"),
+            let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingSpaces), pid > 0
+        else { return nil }
+        return pid
+    }
+}
+
+// MARK: - Files
+
+private struct FileError: Error {
+    var message: String
+}
+
+private func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+
+private func readFile(_ path: String) throws(FileError) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 {
+        if errno == ENOENT { return "" }
+        throw FileError(message: "cannot read \(path): \(errnoText())")
+    }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw FileError(message: "cannot read \(path): \(errnoText())")
+        }
+        if count == 0 { break }
+        bytes.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Writes `path` atomically (temporary file, fsync, rename), owned by uid:gid, mode 0600.
+private func writeOwnedFile(_ path: String, contents: String, uid: uid_t, gid: gid_t) throws(DatabaseError) {
+    let temporary = path + ".kusu-tmp"
+    unlink(temporary)
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw DatabaseError(.rejoinFailed, "cannot create \(temporary): \(errnoText())") }
+    var failure: String?
+    let bytes = Array(contents.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+        if written < 0 {
+            if errno == EINTR { continue }
+            failure = "cannot write \(temporary): \(errnoText())"
+            break
+        }
+        offset += written
+    }
+    if failure == nil, getuid() == 0 || geteuid() == 0, fchown(fd, uid, gid) != 0 { failure = "cannot give \(temporary) to uid \(uid): \(errnoText())" }
+    if failure == nil, fchmod(fd, 0o600) != 0 { failure = "cannot chmod \(temporary): \(errnoText())" }
+    if failure == nil, fsync(fd) != 0 { failure = "cannot sync \(temporary): \(errnoText())" }
+    close(fd)
+    if failure == nil, rename(temporary, path) != 0 { failure = "cannot replace \(path): \(errnoText())" }
+    if let failure {
+        unlink(temporary)
+        throw DatabaseError(.rejoinFailed, failure)
+    }
+}
+
+// MARK: - Subprocesses
+
+fileprivate struct SubprocessResult {
+    /// Exit status, or 128 + signal number when killed by a signal.
+    var status: Int32
+    var output: String
+
+    var statusText: String { status > 128 ? "killed by signal \(status - 128)" : "exit status \(status)" }
+
+    /// The last few lines of the output, joined, for an error message.
+    var lastLines: String {
+        let lines = output.split(separator: "\n").map { $0.trimmingSpaces }.filter { !$0.isEmpty }
+        return lines.suffix(4).joined(separator: "; ")
+    }
+}
+
+fileprivate struct SubprocessError: Error {
+    var message: String
+    var timedOut = false
+}
+
+/// Runs `command` (absolute path first) with posix_spawn in its own process group (in our working directory), stdin from
+/// /dev/null, stdout and stderr captured together (the last 64 KiB kept), a default signal
+/// disposition and an empty signal mask, LC_ALL=C. On timeout the whole group is killed.
+fileprivate func runSubprocess(_ command: [String], timeout: Duration) throws(SubprocessError) -> SubprocessResult {
+    var fds: [Int32] = [-1, -1]
+    // A socket pair rather than pipe2(2), which Swift's Glibc module does not declare: created
+    // close-on-exec atomically, so no other child spawned meanwhile keeps our write end open.
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+        throw SubprocessError(message: "cannot create a pipe: \(errnoText())")
+    }
+    defer { if fds[0] >= 0 { close(fds[0]) } }
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    var allSignals = sigset_t()
+    sigfillset(&allSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    posix_spawnattr_setsigdefault(&attributes, &allSignals)
+    posix_spawnattr_setpgroup(&attributes, 0)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+    let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
+    let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+    let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+    defer {
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, command[0], &actions, &attributes, argv, envp)
+    close(fds[1])
+    fds[1] = -1
+    guard spawned == 0 else { throw SubprocessError(message: "cannot run \(command[0]): \(errnoText(spawned))") }
+
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 8192)
+    var timedOut = false
+    while true {
+        let left = clock.now.duration(to: deadline)
+        if left <= .zero {
+            timedOut = true
+            break
+        }
+        var pollfd = Glibc.pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+        let ready = poll(&pollfd, 1, milliseconds)
+        if ready < 0 {
+            if errno == EINTR { continue }
+            break
+        }
+        if ready == 0 { continue }
+        let count = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            break
+        }
+        if count == 0 { break }  // every writer closed: the command (and its children) are done
+        output.append(contentsOf: buffer[0..<count])
+        if output.count > 65536 { output.removeFirst(output.count - 65536) }
+    }
+    var status: Int32 = 0
+    // The output is closed; the command itself normally is done too, but wait for it within the deadline.
+    while !timedOut {
+        let reaped = waitpid(pid, &status, WNOHANG)
+        if reaped == pid || (reaped < 0 && errno != EINTR) { break }
+        if clock.now >= deadline { timedOut = true } else { sleepFor(.milliseconds(10)) }
+    }
+    if timedOut {
+        kill(-pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+    if timedOut {
+        throw SubprocessError(message: "\(command[0]) did not finish within \(DatabaseController.describe(timeout)) and was killed", timedOut: true)
+    }
+    // WIFEXITED / WEXITSTATUS / WTERMSIG are macros: decode the wait status by hand.
+    let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    return SubprocessResult(status: code, output: String(decoding: output, as: UTF8.self))
+}
+
+private func sleepFor(_ duration: Duration) {
+    var request = timespec(tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+}
+
+extension Substring {
+    fileprivate var trimmingSpaces: String {
+        String(drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
+    }
+}

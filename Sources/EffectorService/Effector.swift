@@ -1,0 +1,343 @@
+// The effector's engine: runs one operation at a time as a sequence of steps,
+// keeps the published state (held addresses, database, units, Busy,
+// LastOperation) and reports which properties changed.
+//
+// It makes no decisions: every operation does what it is asked, on configured
+// resources only, and is idempotent (adding a held address, promoting through a
+// takeover when already primary, starting an active unit are all successes).
+// Everything runs on the loop thread; blocking database work goes through
+// `EventLoop.perform`.
+public import ClusterCore
+public import DBusKit
+public import Logging
+
+public enum Operation: Sendable, Equatable {
+    case takeover, release
+    case addAddress(FloatingAddress), removeAddress(FloatingAddress), announceAddress(FloatingAddress)
+    case promoteDatabase
+    case rejoinDatabase(primary: IPAddress)
+    case startUnits, stopUnits
+
+    /// The method name, for LastOperation and the logs.
+    public var name: String {
+        switch self {
+        case .takeover: "Takeover"
+        case .release: "Release"
+        case .addAddress: "AddAddress"
+        case .removeAddress: "RemoveAddress"
+        case .announceAddress: "AnnounceAddress"
+        case .promoteDatabase: "PromoteDatabase"
+        case .rejoinDatabase: "RejoinDatabase"
+        case .startUnits: "StartUnits"
+        case .stopUnits: "StopUnits"
+        }
+    }
+}
+
+public struct LastOperation: Sendable, Equatable {
+    public var name: String
+    public var reason: String
+    /// CLOCK_REALTIME µs when it finished.
+    public var finishedUSec: UInt64
+    public var success: Bool
+    public var error: String
+}
+
+public final class Effector {
+    /// Published state names, as in Effector1.Property.
+    public enum Published: String, Sendable {
+        case addresses = "Addresses", databaseRole = "DatabaseRole", replicationLagBytes = "ReplicationLagBytes"
+        case databaseTimeline = "DatabaseTimeline", units = "Units", busy = "Busy", lastOperation = "LastOperation"
+    }
+
+    public let configuration: Configuration
+    let loop: EventLoop
+    let addresses: any AddressEffects
+    let database: (any DatabaseEffects)?
+    let units: any UnitEffects
+    let logger: Logger
+    let wallClock: () -> UInt64
+
+    public private(set) var busy = false
+    public private(set) var lastOperation: LastOperation?
+    public private(set) var heldAddresses: [FloatingAddress] = []
+    public private(set) var databaseState: DatabaseSnapshot = .unknown
+    public private(set) var unitStates: [String: String] = [:]
+    /// Called with the properties that changed.
+    public var onChange: ((Set<Published>) -> Void)?
+    /// Announcement rounds still to send, per address.
+    var announcing: [IPAddress: TimerSource] = [:]
+
+    public init(
+        configuration: Configuration, loop: EventLoop, addresses: any AddressEffects,
+        database: (any DatabaseEffects)?, units: any UnitEffects, logger: Logger,
+        wallClock: @escaping () -> UInt64
+    ) {
+        self.configuration = configuration
+        self.loop = loop
+        self.addresses = addresses
+        self.database = database
+        self.units = units
+        self.logger = logger
+        self.wallClock = wallClock
+    }
+
+    // MARK: Running operations
+
+    /// Runs `operation` unless another one is running (.busy). `completion` runs on the loop.
+    public func run(_ operation: Operation, reason: String, completion: @escaping (Result<Void, EffectorError>) -> Void) {
+        guard !busy else {
+            return completion(.failure(.init(.busy, "another operation is running (\(runningName ?? "unknown")); try again when Busy is false")))
+        }
+        busy = true
+        runningName = operation.name
+        changed([.busy])
+        logger.notice("effector operation started", metadata: ["op.name": "\(operation.name)", "op.reason": "\(reason)"])
+        run(steps(for: operation)[...]) { [self] result in
+            busy = false
+            runningName = nil
+            let error: String
+            switch result {
+            case .success:
+                error = ""
+                logger.notice("effector operation succeeded", metadata: ["op.name": "\(operation.name)", "op.reason": "\(reason)"])
+            case .failure(let failure):
+                error = failure.message
+                logger.error(
+                    "effector operation failed",
+                    metadata: ["op.name": "\(operation.name)", "op.reason": "\(reason)", "error": "\(failure.message)"])
+            }
+            lastOperation = LastOperation(
+                name: operation.name, reason: reason, finishedUSec: wallClock(), success: error.isEmpty, error: error)
+            changed([.busy, .lastOperation])
+            completion(result)
+        }
+    }
+
+    var runningName: String?
+
+    typealias Completion = (Result<Void, EffectorError>) -> Void
+    typealias Step = (@escaping Completion) -> Void
+
+    func run(_ steps: ArraySlice<Step>, completion: @escaping Completion) {
+        guard let step = steps.first else { return completion(.success(())) }
+        step { [self] result in
+            switch result {
+            case .failure: completion(result)
+            case .success: run(steps.dropFirst(), completion: completion)
+            }
+        }
+    }
+
+    func steps(for operation: Operation) -> [Step] {
+        switch operation {
+        case .takeover:
+            var steps: [Step] = []
+            if database != nil { steps.append { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) } }
+            steps += configuration.addresses.map { address in { self.add(address, $0) } }
+            steps += configuration.addresses.map { address in { self.startAnnouncing(address, $0) } }
+            if !configuration.units.isEmpty { steps.append { self.startUnits($0) } }
+            return steps
+        case .release:
+            var steps: [Step] = []
+            if !configuration.units.isEmpty { steps.append { self.stopUnits($0) } }
+            steps += configuration.addresses.reversed().map { address in { self.remove(address, $0) } }
+            return steps
+        case .addAddress(let address): return [{ self.add(address, $0) }]
+        case .removeAddress(let address): return [{ self.remove(address, $0) }]
+        case .announceAddress(let address): return [{ self.startAnnouncing(address, $0) }]
+        case .promoteDatabase: return [{ self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: false, $0) }]
+        case .rejoinDatabase(let primary): return rejoinSteps(primary: primary)
+        case .startUnits: return [{ self.startUnits($0) }]
+        case .stopUnits: return [{ self.stopUnits($0) }]
+        }
+    }
+
+    // MARK: Addresses
+
+    func add(_ address: FloatingAddress, _ done: @escaping Completion) {
+        do {
+            let added = try addresses.add(address)
+            logger.notice(
+                added ? "floating address added" : "floating address already held",
+                metadata: ["vip.address": "\(address)", "vip.interface": "\(address.interface)"])
+            refreshAddresses()
+            done(.success(()))
+        } catch {
+            done(.failure(error))
+        }
+    }
+
+    func remove(_ address: FloatingAddress, _ done: @escaping Completion) {
+        announcing.removeValue(forKey: address.address)?.cancel()
+        do {
+            let removed = try addresses.remove(address)
+            logger.notice(
+                removed ? "floating address removed" : "floating address already absent",
+                metadata: ["vip.address": "\(address)", "vip.interface": "\(address.interface)"])
+            refreshAddresses()
+            done(.success(()))
+        } catch {
+            done(.failure(error))
+        }
+    }
+
+    /// Sends the first round now and schedules the remaining `arpCount - 1` rounds
+    /// `arpInterval` apart on the loop (the operation does not wait for them).
+    func startAnnouncing(_ address: FloatingAddress, _ done: @escaping Completion) {
+        guard addresses.holds(address) != false else {
+            return done(.failure(.init(.invalidArgument, "\(address.address) is not held by this node; add it before announcing it")))
+        }
+        announcing.removeValue(forKey: address.address)?.cancel()
+        guard address.arpCount > 0 else { return done(.success(())) }
+        do {
+            try addresses.announce(address)
+        } catch {
+            return done(.failure(error))
+        }
+        logger.info("floating address announced", metadata: ["vip.address": "\(address)", "vip.rounds": "\(address.arpCount)"])
+        scheduleAnnouncement(address, remaining: address.arpCount - 1)
+        done(.success(()))
+    }
+
+    func scheduleAnnouncement(_ address: FloatingAddress, remaining: Int) {
+        guard remaining > 0 else {
+            announcing[address.address] = nil
+            return
+        }
+        announcing[address.address] = try? loop.addTimer(at: loop.now + address.arpInterval) { [weak self] in
+            guard let self else { return }
+            do {
+                try self.addresses.announce(address)
+            } catch {
+                self.logger.warning("cannot announce the floating address", metadata: ["vip.address": "\(address)", "error": "\(error)"])
+            }
+            self.scheduleAnnouncement(address, remaining: remaining - 1)
+        }
+    }
+
+    // MARK: Database
+
+    func promote(ignoreLag: Bool, alreadyPrimaryIsSuccess: Bool, _ done: @escaping Completion) {
+        guard let database else { return done(.failure(.init(.notConfigured, "no [database] is configured"))) }
+        perform({ () -> Result<DatabaseSnapshot, EffectorError> in
+            do throws(EffectorError) { return .success(try database.promote(ignoreLag: ignoreLag)) } catch { return .failure(error) }
+        }) { [self] result in
+            switch result {
+            case .success(let snapshot):
+                logger.notice("database promoted", metadata: ["pg.timeline": "\(snapshot.timeline)", "pg.lsn": "\(snapshot.lsn)"])
+                update(database: snapshot)
+                done(.success(()))
+            case .failure(let error) where error.code == .databaseNotStandby && alreadyPrimaryIsSuccess:
+                logger.info("database already primary")
+                done(.success(()))
+            case .failure(let error):
+                done(.failure(error))
+            }
+        }
+    }
+
+    func rejoinSteps(primary: IPAddress) -> [Step] {
+        guard let database, let settings = configuration.database else {
+            return [{ $0(.failure(.init(.notConfigured, "no [database] is configured"))) }]
+        }
+        let node = configuration.localNode.name
+        return [
+            { done in
+                // A node that serves the floating addresses must not turn its database into a standby.
+                let held = self.configuration.addresses.filter { self.addresses.holds($0) == true }
+                guard held.isEmpty else {
+                    return done(.failure(.init(.invalidArgument, "this node still holds \(held.map(\.description).joined(separator: ", ")); release it first")))
+                }
+                done(.success(()))
+            },
+            { done in self.units.stop([settings.unit], completion: done) },
+            { done in
+                self.perform({ () -> Result<Void, EffectorError> in
+                    do throws(EffectorError) { return .success(try database.prepareStandby(primary: primary, applicationName: node)) } catch { return .failure(error) }
+                }, done)
+            },
+            { done in self.units.start([settings.unit], completion: done) },
+            { done in
+                self.perform({ () -> Result<DatabaseSnapshot, EffectorError> in
+                    do throws(EffectorError) { return .success(try database.waitUntilStreaming()) } catch { return .failure(error) }
+                }) { result in
+                    switch result {
+                    case .success(let snapshot):
+                        self.update(database: snapshot)
+                        done(.success(()))
+                    case .failure(let error): done(.failure(error))
+                    }
+                }
+            },
+        ]
+    }
+
+    func update(database snapshot: DatabaseSnapshot) {
+        var changes: Set<Published> = []
+        if snapshot.role != databaseState.role { changes.insert(.databaseRole) }
+        if snapshot.timeline != databaseState.timeline { changes.insert(.databaseTimeline) }
+        if snapshot.replicationLagBytes != databaseState.replicationLagBytes { changes.insert(.replicationLagBytes) }
+        databaseState = snapshot
+        changed(changes)
+    }
+
+    /// Runs blocking work on a thread; a failure to start the thread is an operation failure.
+    func perform<T: Sendable>(_ work: @escaping @Sendable () -> Result<T, EffectorError>, _ done: @escaping (Result<T, EffectorError>) -> Void) {
+        do {
+            try loop.perform(work, completion: done)
+        } catch {
+            done(.failure(.init(.failed, "cannot start a worker thread: \(error)")))
+        }
+    }
+
+    // MARK: Units
+
+    func startUnits(_ done: @escaping Completion) {
+        units.start(configuration.units) { [self] result in
+            refreshUnits()
+            done(result)
+        }
+    }
+
+    func stopUnits(_ done: @escaping Completion) {
+        units.stop(configuration.units.reversed()) { [self] result in
+            refreshUnits()
+            done(result)
+        }
+    }
+
+    // MARK: Observed state
+
+    /// Re-reads which configured addresses the kernel holds.
+    public func refreshAddresses() {
+        let held = configuration.addresses.filter { addresses.holds($0) == true }
+        if held != heldAddresses {
+            heldAddresses = held
+            changed([.addresses])
+        }
+    }
+
+    public func refreshUnits() {
+        guard !configuration.units.isEmpty else { return }
+        units.activeStates(configuration.units) { [self] states in
+            if states != unitStates {
+                unitStates = states
+                changed([.units])
+            }
+        }
+    }
+
+    /// Re-reads the database's state on a worker thread (skipped while an operation runs).
+    public func refreshDatabase() {
+        guard let database, !busy else { return }
+        try? loop.perform({ database.status() }) { [self] snapshot in
+            update(database: snapshot)
+        }
+    }
+
+    func changed(_ properties: Set<Published>) {
+        guard !properties.isEmpty else { return }
+        onChange?(properties)
+    }
+}

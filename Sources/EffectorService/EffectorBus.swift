@@ -1,0 +1,153 @@
+// The org.kusu.Effector1 object (dbus/org.kusu.Effector1.xml is the reference).
+//
+// Every mutating method follows the same order: validate the arguments against
+// the configuration (InvalidArgument / NotConfigured), refuse at once if an
+// operation is running (Busy), ask polkit asynchronously (the loop keeps
+// serving meanwhile; polkit unavailable means denied), and only then act.
+import ClusterAPI
+import ClusterCore
+public import DBusKit
+public import Logging
+
+public final class EffectorBus {
+    let effector: Effector
+    let bus: BusConnection
+    let polkit: PolkitAuthority
+    let logger: Logger
+    let resources: Resources
+    let path: ObjectPath = "/org/kusu/Effector1"
+    let interface: InterfaceName = "org.kusu.Effector1"
+
+    public init(effector: Effector, bus: BusConnection, logger: Logger) {
+        self.effector = effector
+        self.bus = bus
+        self.polkit = PolkitAuthority(bus: bus)
+        self.logger = logger
+        self.resources = Resources(configuration: effector.configuration)
+    }
+
+    /// Exports the object and takes the bus name.
+    public func start() throws(DBusError) {
+        try bus.export(makeObject())
+        effector.onChange = { [unowned self] changes in
+            do {
+                try bus.emitPropertiesChanged(path: path, interface: interface, changes.map(\.rawValue).sorted())
+            } catch {
+                logger.error("cannot emit PropertiesChanged", metadata: ["error": "\(error)"])
+            }
+        }
+        try bus.requestName(BusName(Effector1.busName))
+    }
+
+    func makeObject() -> ExportedObject {
+        typealias P = Effector1.Property
+        let iface = ExportedInterface(name: interface)
+        let effector = self.effector
+
+        iface.method(Effector1.Method.takeover, in: [.init("reason", "s")], flags: .unprivileged) { [unowned self] call in
+            guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.takeover, details: ["reason": reason]) { self.run(.takeover, reason: reason, call) }
+        }
+        iface.method(Effector1.Method.release, in: [.init("reason", "s")], flags: .unprivileged) { [unowned self] call in
+            guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.takeover, details: ["reason": reason, "operation": "release"]) {
+                self.run(.release, reason: reason, call)
+            }
+        }
+        let addressMethods: [(String, (FloatingAddress) -> Operation)] = [
+            (Effector1.Method.addAddress, { .addAddress($0) }),
+            (Effector1.Method.removeAddress, { .removeAddress($0) }),
+            (Effector1.Method.announceAddress, { .announceAddress($0) }),
+        ]
+        for (member, operation) in addressMethods {
+            iface.method(member, in: [.init("address", "s")], flags: .unprivileged) { [unowned self] call in
+                guard let address = self.validated(call, resources.floatingAddress(call.arguments.first?.string ?? "")) else { return }
+                authorize(
+                    call, Effector1.Action.manageAddress,
+                    details: ["address": "\(address.address)", "interface": address.interface, "operation": member]
+                ) { self.run(operation(address), reason: "\(member) \(address)", call) }
+            }
+        }
+        iface.method(Effector1.Method.promoteDatabase, flags: .unprivileged) { [unowned self] call in
+            guard effector.configuration.database != nil else {
+                return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
+            }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "promote"]) {
+                self.run(.promoteDatabase, reason: "PromoteDatabase", call)
+            }
+        }
+        iface.method(Effector1.Method.rejoinDatabase, in: [.init("primary", "s")], flags: .unprivileged) { [unowned self] call in
+            guard let primary = self.validated(call, resources.primary(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "rejoin", "primary": primary.node.name]) {
+                self.run(.rejoinDatabase(primary: primary.address), reason: "RejoinDatabase \(primary.node.name)", call)
+            }
+        }
+        for (member, operation) in [(Effector1.Method.startUnits, Operation.startUnits), (Effector1.Method.stopUnits, .stopUnits)] {
+            iface.method(member, flags: .unprivileged) { [unowned self] call in
+                authorize(call, Effector1.Action.manageUnits, details: ["units": effector.configuration.units.joined(separator: ","), "operation": member]) {
+                    self.run(operation, reason: member, call)
+                }
+            }
+        }
+
+        iface.property(P.addresses, "as") { .strings(effector.heldAddresses.map(\.description)) }
+        iface.property(P.databaseRole, "s") { .string(effector.databaseState.role) }
+        iface.property(P.replicationLagBytes, "t") { .uint64(effector.databaseState.replicationLagBytes) }
+        iface.property(P.databaseLSN, "t", change: .none) { .uint64(effector.databaseState.lsn) }
+        iface.property(P.databaseTimeline, "u") { .uint32(effector.databaseState.timeline) }
+        iface.property(P.units, "a(ss)") {
+            .array(element: "(ss)", effector.configuration.units.map { .structure([.string($0), .string(effector.unitStates[$0] ?? "unknown")]) })
+        }
+        iface.property(P.busy, "b") { .boolean(effector.busy) }
+        iface.property(P.lastOperation, "(sstbs)") {
+            let last = effector.lastOperation
+            return .structure([
+                .string(last?.name ?? ""), .string(last?.reason ?? ""), .uint64(last?.finishedUSec ?? 0),
+                .boolean(last?.success ?? false), .string(last?.error ?? ""),
+            ])
+        }
+
+        let object = ExportedObject(path: path)
+        object.add(iface)
+        return object
+    }
+
+    // MARK: The common path
+
+    func validated<T>(_ call: MethodInvocation, _ result: Result<T, EffectorError>) -> T? {
+        switch result {
+        case .success(let value): return value
+        case .failure(let error):
+            call.fail(Self.busError(error))
+            return nil
+        }
+    }
+
+    func authorize(_ call: MethodInvocation, _ action: String, details: [String: String], then body: @escaping () -> Void) {
+        if effector.busy {
+            return call.fail(Self.busError(.init(.busy, "another operation is running; try again when Busy is false")))
+        }
+        polkit.check(action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization) { [logger] result in
+            if let error = PolkitAuthority.error(for: result, action: action) {
+                logger.warning(
+                    "effector call denied",
+                    metadata: ["polkit.action": "\(action)", "dbus.sender": "\(call.sender)", "dbus.member": "\(call.member)"])
+                return call.fail(error)
+            }
+            body()
+        }
+    }
+
+    func run(_ operation: Operation, reason: String, _ call: MethodInvocation) {
+        effector.run(operation, reason: reason) { result in
+            switch result {
+            case .success: call.reply()
+            case .failure(let error): call.fail(Self.busError(error))
+            }
+        }
+    }
+
+    static func busError(_ error: EffectorError) -> DBusError {
+        DBusError(name: error.busErrorName, message: error.message)
+    }
+}

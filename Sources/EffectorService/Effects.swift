@@ -1,0 +1,57 @@
+// The side effects the effector drives, one protocol per kind, so the
+// sequencing logic can be exercised with fakes in unit tests while the daemon
+// uses the real rtnetlink, AF_PACKET, libpq and systemd implementations.
+public import ClusterCore
+
+/// Floating addresses: quick, synchronous kernel calls made on the loop thread.
+public protocol AddressEffects: AnyObject {
+    /// Adds the address; already present is success. Returns whether it was added now.
+    func add(_ address: FloatingAddress) throws(EffectorError) -> Bool
+    /// Removes the address; already absent is success. Returns whether it was removed now.
+    func remove(_ address: FloatingAddress) throws(EffectorError) -> Bool
+    /// Whether the interface holds the address now (nil: could not tell).
+    func holds(_ address: FloatingAddress) -> Bool?
+    /// One round of gratuitous ARP (IPv4) or unsolicited neighbour advertisement (IPv6).
+    func announce(_ address: FloatingAddress) throws(EffectorError)
+}
+
+/// What the effector knows of the local PostgreSQL.
+public struct DatabaseSnapshot: Sendable, Equatable {
+    /// primary, standby, down or unknown.
+    public var role: String
+    public var lsn: UInt64
+    public var timeline: UInt32
+    public var replicationLagBytes: UInt64
+
+    public init(role: String, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0) {
+        self.role = role
+        self.lsn = lsn
+        self.timeline = timeline
+        self.replicationLagBytes = replicationLagBytes
+    }
+
+    public static let unknown = DatabaseSnapshot(role: "unknown")
+}
+
+/// The local PostgreSQL. Blocking calls: the effector runs them on worker threads.
+public protocol DatabaseEffects: Sendable {
+    func status() -> DatabaseSnapshot
+    /// Promotes a standby and returns once it accepts writes. A primary → .databaseNotStandby;
+    /// replay lag beyond max_lag_bytes → .replicationLag (unless ignoreLag). Nothing changes on refusal.
+    func promote(ignoreLag: Bool) throws(EffectorError) -> DatabaseSnapshot
+    /// With the server stopped: pg_rewind from `primary` where the timelines diverged, then
+    /// standby.signal and primary_conninfo.
+    func prepareStandby(primary: IPAddress, applicationName: String) throws(EffectorError)
+    /// Waits until the (started) server streams from its primary.
+    func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot
+}
+
+/// systemd units, asynchronously on the loop; each completion runs on the loop thread.
+public protocol UnitEffects: AnyObject {
+    /// Starts the units in order, waiting for each job; stops at the first failure (.unitFailed).
+    func start(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void)
+    /// Stops the units in the order given, waiting for each job.
+    func stop(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void)
+    /// The ActiveState of each unit.
+    func activeStates(_ units: [String], completion: @escaping ([String: String]) -> Void)
+}

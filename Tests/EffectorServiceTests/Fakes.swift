@@ -1,0 +1,90 @@
+// Fakes of the side effects, for the pure sequencing tests of the engine.
+// The real implementations are tested against the kernel, PostgreSQL and systemd.
+import ClusterCore
+import DBusKit
+import EffectorService
+import Synchronization
+
+/// A shared journal of what the fakes were asked to do, in order.
+final class Journal: Sendable {
+    let entries = Mutex<[String]>([])
+    func record(_ entry: String) { entries.withLock { $0.append(entry) } }
+    var all: [String] { entries.withLock { $0 } }
+}
+
+final class FakeAddresses: AddressEffects {
+    let journal: Journal
+    var held: Set<IPAddress> = []
+    var failAdd: EffectorError?
+    init(_ journal: Journal) { self.journal = journal }
+
+    func add(_ address: FloatingAddress) throws(EffectorError) -> Bool {
+        if let failAdd { throw failAdd }
+        journal.record("add \(address)")
+        return held.insert(address.address).inserted
+    }
+    func remove(_ address: FloatingAddress) throws(EffectorError) -> Bool {
+        journal.record("remove \(address)")
+        return held.remove(address.address) != nil
+    }
+    func holds(_ address: FloatingAddress) -> Bool? { held.contains(address.address) }
+    func announce(_ address: FloatingAddress) throws(EffectorError) { journal.record("announce \(address.address)") }
+}
+
+final class FakeDatabase: DatabaseEffects {
+    let journal: Journal
+    let role: Mutex<String>
+    let lag: UInt64
+    let maxLag: UInt64
+
+    init(_ journal: Journal, role: String, lag: UInt64 = 0, maxLag: UInt64 = 1_048_576) {
+        self.journal = journal
+        self.role = Mutex(role)
+        self.lag = lag
+        self.maxLag = maxLag
+    }
+
+    func status() -> DatabaseSnapshot { DatabaseSnapshot(role: role.withLock { $0 }, lsn: 100, timeline: 1) }
+    func promote(ignoreLag: Bool) throws(EffectorError) -> DatabaseSnapshot {
+        let current = role.withLock { $0 }
+        guard current == "standby" else { throw EffectorError(.databaseNotStandby, "the database is \(current), not a standby") }
+        guard ignoreLag || lag <= maxLag else { throw EffectorError(.replicationLag, "lag \(lag) > \(maxLag)") }
+        journal.record("promote")
+        role.withLock { $0 = "primary" }
+        return DatabaseSnapshot(role: "primary", lsn: 200, timeline: 2)
+    }
+    func prepareStandby(primary: IPAddress, applicationName: String) throws(EffectorError) {
+        journal.record("prepareStandby \(primary) as \(applicationName)")
+        role.withLock { $0 = "standby" }
+    }
+    func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot {
+        journal.record("waitUntilStreaming")
+        return DatabaseSnapshot(role: "standby", lsn: 300, timeline: 2)
+    }
+}
+
+final class FakeUnits: UnitEffects {
+    let journal: Journal
+    var active: Set<String> = []
+    var failing: Set<String> = []
+    init(_ journal: Journal) { self.journal = journal }
+
+    func start(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void) {
+        for unit in units {
+            journal.record("start \(unit)")
+            if failing.contains(unit) { return completion(.failure(EffectorError(.unitFailed, "\(unit): failed"))) }
+            active.insert(unit)
+        }
+        completion(.success(()))
+    }
+    func stop(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void) {
+        for unit in units {
+            journal.record("stop \(unit)")
+            active.remove(unit)
+        }
+        completion(.success(()))
+    }
+    func activeStates(_ units: [String], completion: @escaping ([String: String]) -> Void) {
+        completion(Dictionary(uniqueKeysWithValues: units.map { ($0, active.contains($0) ? "active" : "inactive") }))
+    }
+}

@@ -1,0 +1,1 @@
+../DBusKitTests/TestDaemon.swift
