@@ -107,6 +107,7 @@ let package = Package(
         .testTarget(name: "DBusKitTests", dependencies: ["DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorTests", dependencies: ["Effector", "DBusKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "EffectorDatabaseTests", dependencies: ["Effector", "ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorNetTests", dependencies: ["Effector", "CNetlink", "ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EffectorServiceTests",

@@ -10,7 +10,7 @@ cd "$repo"
 scripts/install-deps.sh
 export TMPDIR=${TMPDIR:-$repo/.build-tmp}; mkdir -p "$TMPDIR"
 echo "== building kusu-hbd (release)"
-swift build -c release --product kusu-hbd 2>&1 | grep -E 'error|warning|Compiling kusu|Build complete' || true
+swift build -c release --static-swift-stdlib --product kusu-hbd 2>&1 | grep -E 'error|warning|Compiling kusu|Build complete' || true
 export KUSU_BIN_DIR="$repo/.build/release"
 . scripts/lib/testbed.sh
 tb_init; tb_users; tb_network

@@ -274,6 +274,25 @@ public final class MethodInvocation {
         allowsInteractiveAuthorization = sd_bus_message_get_allow_interactive_authorization(message) > 0
     }
 
+    /// Who called: the sender's uid, pid and systemd unit, as the bus and /proc tell
+    /// (for the logs; authorisation goes through polkit, not through these).
+    public var callerCredentials: CallerCredentials {
+        guard let message else { return CallerCredentials() }
+        // SD_BUS_CREDS_PID | _UID | _UNIT | _AUGMENT (64-bit enumerators Swift does not import).
+        let mask: UInt64 = (1 << 0) | (1 << 3) | (1 << 17) | (1 << 63)
+        var creds: OpaquePointer?
+        guard sd_bus_query_sender_creds(message, mask, &creds) >= 0, let creds else { return CallerCredentials() }
+        defer { sd_bus_creds_unref(creds) }
+        var result = CallerCredentials()
+        var uid: uid_t = 0
+        if sd_bus_creds_get_uid(creds, &uid) >= 0 { result.uid = uid }
+        var pid: pid_t = 0
+        if sd_bus_creds_get_pid(creds, &pid) >= 0 { result.pid = pid }
+        var unit: UnsafePointer<CChar>?
+        if sd_bus_creds_get_unit(creds, &unit) >= 0, let unit { result.unit = String(cString: unit) }
+        return result
+    }
+
     deinit {
         if message != nil { fail(.failed("no reply was produced")) }
     }
@@ -316,5 +335,20 @@ public final class MethodInvocation {
         let name = ErrorName.isValid(error.name) ? error.name : "org.freedesktop.DBus.Error.Failed"
         _ = sd_bus_error_set(&e, name, error.message)
         _ = sd_bus_reply_method_error(m, &e)
+    }
+}
+
+/// The credentials of a method call's sender (see `MethodInvocation.callerCredentials`).
+public struct CallerCredentials: Sendable, Equatable, CustomStringConvertible {
+    public var uid: UInt32?
+    public var pid: Int32?
+    public var unit: String?
+    public init(uid: UInt32? = nil, pid: Int32? = nil, unit: String? = nil) {
+        self.uid = uid
+        self.pid = pid
+        self.unit = unit
+    }
+    public var description: String {
+        "uid=\(uid.map(String.init) ?? "?") pid=\(pid.map(String.init) ?? "?") unit=\(unit ?? "?")"
     }
 }

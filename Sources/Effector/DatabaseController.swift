@@ -14,15 +14,18 @@
 //                       kusu    postgres     postgres
 //   (The replication line is what the peer's pg_basebackup/walreceiver and pg_rewind use when
 //   they connect over a socket; over TCP use your usual host lines.)
-// - pg_rewind needs `wal_log_hints = on` (or a cluster initialised with data checksums).
+// - pg_rewind needs `wal_log_hints = on` (or a cluster initialised with data checksums), and the
+//   old primary's WAL back to its last checkpoint before the two servers diverged. Before
+//   rewinding, pg_rewind crash-recovers an old primary that died, and that recovery's checkpoint
+//   removes older WAL unless it is kept: set `wal_keep_size` to at least the WAL written in one
+//   checkpoint_timeout (max_wal_size is a safe choice), or archive WAL with a restore_command and
+//   pass `restoreTargetWAL: true`. Otherwise pg_rewind fails ("could not find previous WAL
+//   record") and the node needs a fresh pg_basebackup.
 // - Each standby should set `wal_retrieve_retry_interval = 200ms`: with the default 5 s a promote
 //   that arrives right after the walreceiver lost the primary can stall for up to 5 s.
 
 public import ClusterCore
 import Glibc
-// SOCK_STREAM/SOCK_CLOEXEC: in this module clang attributes them to CNetlink (its <linux/net.h>),
-// so they are visible only through that import.
-import CNetlink
 
 /// What the local PostgreSQL is, as the bus property `DatabaseRole` shows it.
 public enum DatabaseRole: String, Sendable {
@@ -159,7 +162,14 @@ public final class DatabaseController: Sendable {
                     + "or delay those changes")
         }
         let accepted: String?
-        do { accepted = try connection.scalar("SELECT pg_promote(false)") } catch {
+        do {
+            // A standby whose replay was paused (pg_wal_replay_pause) notices a promote only once a
+            // second: resume replay first. Promotion replays everything received anyway.
+            if try connection.scalar("SELECT pg_get_wal_replay_pause_state()") != "not paused" {
+                try connection.query("SELECT pg_wal_replay_resume()")
+            }
+            accepted = try connection.scalar("SELECT pg_promote(false)")
+        } catch {
             throw DatabaseError(.promoteFailed, "PostgreSQL refused to promote: \(error.message)")
         }
         guard accepted == "t" else {
@@ -225,7 +235,7 @@ public final class DatabaseController: Sendable {
     /// True when connecting to the socket fails because no server is there (no socket file, or
     /// nobody accepts on it). Decided with our own connect(2), independent of libpq's wording.
     static func nothingListens(at path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, unixStreamCloexec, 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_un()
@@ -283,12 +293,18 @@ public enum StandbySetup {
     /// we are that owner. Note that pg_rewind copies the configuration files of the primary's data
     /// directory (postgresql.auto.conf among them), which is why primary_conninfo is written after.
     ///
+    /// `restoreTargetWAL` adds `--restore-target-wal` (fetch missing target WAL with the target's
+    /// restore_command). `rewindTimeout` bounds pg_rewind; on expiry it is killed (`.timeout`).
+    /// Before pg_rewind the new primary is checkpointed if its control file still shows the old
+    /// timeline (right after a promote), or pg_rewind would wrongly find nothing to rewind.
+    ///
     /// Then writes `standby.signal` and sets `primary_conninfo` (with `application_name`) in
     /// `postgresql.auto.conf`, replacing an existing setting; both files end up owned by the data
     /// directory's owner, mode 0600, written atomically.
     public static func prepareStandby(
         dataDirectory: String, primaryConninfo: String, applicationName: String, rewind: Bool,
-        postgresBinDirectory: String = "/usr/lib/postgresql/15/bin", rewindTimeout: Duration = .seconds(600)
+        postgresBinDirectory: String = "/usr/lib/postgresql/15/bin", restoreTargetWAL: Bool = false,
+        rewindTimeout: Duration = .seconds(600)
     ) throws(DatabaseError) {
         var info = stat()
         guard stat(dataDirectory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
@@ -303,7 +319,9 @@ public enum StandbySetup {
         }
         let owner = (uid: info.st_uid, gid: info.st_gid)
         if rewind {
+            try checkpointIfTimelineNotInControlFile(primaryConninfo, ownerUID: owner.uid)
             var command = ["\(postgresBinDirectory)/pg_rewind", "--source-server=\(primaryConninfo)", "--target-pgdata=\(dataDirectory)"]
+            if restoreTargetWAL { command.append("--restore-target-wal") }
             if getuid() != owner.uid {
                 guard getuid() == 0 else {
                     throw DatabaseError(.rejoinFailed, "pg_rewind must run as the owner of \(dataDirectory) (uid \(owner.uid)) or as root")
@@ -345,6 +363,44 @@ public enum StandbySetup {
             last = controller.status()
         }
         return last
+    }
+
+    /// pg_rewind reads the source's timeline from its control file, which a freshly promoted server
+    /// updates only at its first checkpoint after the promote; until then pg_rewind sees the old
+    /// timeline and wrongly decides that no rewind is needed (PostgreSQL's documentation asks for a
+    /// CHECKPOINT on the source first). Checkpoints the source when its control file is behind.
+    /// Connects as we are (root in the daemon), with the data directory owner's ~/.pgpass when the
+    /// conninfo names no passfile, since pg_rewind itself runs as that owner.
+    static func checkpointIfTimelineNotInControlFile(_ primaryConninfo: String, ownerUID: uid_t) throws(DatabaseError) {
+        var conninfo = primaryConninfo
+        if !conninfo.contains("://") && !conninfo.contains("passfile"), getuid() != ownerUID,
+            let entry = getpwuid(ownerUID), let home = entry.pointee.pw_dir
+        {
+            let passfile = String(cString: home) + "/.pgpass"
+            if access(passfile, R_OK) == 0 { conninfo += " passfile=" + PostgresConnection.quote(passfile) }
+        }
+        let failure = { (message: String) in
+            DatabaseError(.rejoinFailed, "cannot prepare the new primary (\(primaryConninfo)) for pg_rewind: \(message)")
+        }
+        let source: PostgresConnection
+        let row: [String?]
+        do throws(PostgresError) {
+            source = try PostgresConnection(conninfo: conninfo)
+            guard try source.scalar("SELECT pg_is_in_recovery()") == "f" else {
+                throw PostgresError(message: "it is itself in recovery, not a primary")
+            }
+            row = try source.query("""
+                SELECT (SELECT timeline_id FROM pg_control_checkpoint()), pg_walfile_name(pg_current_wal_lsn())
+                """).first ?? []
+        } catch {
+            throw failure(error.message)
+        }
+        guard row.count == 2, let control = row[0].flatMap({ UInt32($0) }), let walFile = row[1],
+            let current = UInt32(walFile.prefix(8), radix: 16)
+        else { throw failure("unexpected answer about its timeline: \(row)") }
+        if control != current {
+            do { try source.query("CHECKPOINT") } catch { throw failure("CHECKPOINT failed: \(error.message)") }
+        }
     }
 
     // MARK: - postgresql.auto.conf
@@ -474,7 +530,7 @@ fileprivate func runSubprocess(_ command: [String], timeout: Duration) throws(Su
     var fds: [Int32] = [-1, -1]
     // A socket pair rather than pipe2(2), which Swift's Glibc module does not declare: created
     // close-on-exec atomically, so no other child spawned meanwhile keeps our write end open.
-    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+    guard socketpair(AF_UNIX, unixStreamCloexec, 0, &fds) == 0 else {
         throw SubprocessError(message: "cannot create a pipe: \(errnoText())")
     }
     defer { if fds[0] >= 0 { close(fds[0]) } }
@@ -557,6 +613,11 @@ fileprivate func runSubprocess(_ command: [String], timeout: Duration) throws(Su
     let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     return SubprocessResult(status: code, output: String(decoding: output, as: UTF8.self))
 }
+
+/// SOCK_STREAM | SOCK_CLOEXEC. Spelled with O_CLOEXEC (the same bit on Linux) and the ABI value of
+/// SOCK_STREAM because, next to other C modules that include <linux/net.h>, the Glibc names turn
+/// ambiguous.
+private let unixStreamCloexec: Int32 = 1 | O_CLOEXEC
 
 private func sleepFor(_ duration: Duration) {
     var request = timespec(tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))

@@ -62,7 +62,7 @@ public final class PostgresConnection {
         return quoted
     }
 
-    /// Runs one statement with text parameters ($1, $2, ...; nil is SQL NULL) and returns its rows,
+    /// Runs one statement (PQexecParams: a single statement, never a script) with text parameters ($1, $2, ...; nil is SQL NULL) and returns its rows,
     /// each column as text or nil for NULL. Statements that return no rows give `[]`.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> [[String?]] {
@@ -77,10 +77,7 @@ public final class PostgresConnection {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
             break
         default:
-            var message = Self.trimmed(PQresultErrorMessage(result))
-            if message.isEmpty { message = Self.trimmed(PQerrorMessage(connection)) }
-            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw PostgresError(message: message, sqlState: state)
+            throw Self.error(result, connection)
         }
         let rowCount = PQntuples(result)
         let columnCount = PQnfields(result)
@@ -99,6 +96,28 @@ public final class PostgresConnection {
             rows.append(columns)
         }
         return rows
+    }
+
+    /// Runs one or more statements separated by semicolons, without parameters (PQexec, the
+    /// simple query protocol); for scripts. Anything with values in it goes through `query`.
+    public func execute(_ sql: String) throws(PostgresError) {
+        guard let result = PQexec(connection, sql) else {
+            throw PostgresError(message: Self.trimmed(PQerrorMessage(connection)))
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return
+        default:
+            throw Self.error(result, connection)
+        }
+    }
+
+    private static func error(_ result: OpaquePointer, _ connection: OpaquePointer) -> PostgresError {
+        var message = trimmed(PQresultErrorMessage(result))
+        if message.isEmpty { message = trimmed(PQerrorMessage(connection)) }
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+        return PostgresError(message: message, sqlState: state)
     }
 
     /// The first column of the first row (nil when NULL or there is no row).

@@ -85,27 +85,39 @@ public final class Effector {
     // MARK: Running operations
 
     /// Runs `operation` unless another one is running (.busy). `completion` runs on the loop.
-    public func run(_ operation: Operation, reason: String, completion: @escaping (Result<Void, EffectorError>) -> Void) {
+    public func run(
+        _ operation: Operation, reason: String, caller: CallerCredentials? = nil, action: String? = nil,
+        completion: @escaping (Result<Void, EffectorError>) -> Void
+    ) {
         guard !busy else {
             return completion(.failure(.init(.busy, "another operation is running (\(runningName ?? "unknown")); try again when Busy is false")))
         }
         busy = true
         runningName = operation.name
         changed([.busy])
-        logger.notice("effector operation started", metadata: ["op.name": "\(operation.name)", "op.reason": "\(reason)"])
+        var metadata: Logger.Metadata = ["op.name": "\(operation.name)", "op.reason": "\(reason)"]
+        if let caller {
+            metadata["caller.uid"] = "\(caller.uid.map(String.init) ?? "?")"
+            metadata["caller.pid"] = "\(caller.pid.map(String.init) ?? "?")"
+            metadata["caller.unit"] = "\(caller.unit ?? "?")"
+        }
+        if let action { metadata["polkit.action"] = "\(action)" }
+        logger.notice("effector operation started", metadata: metadata)
+        timings = [:]
+        timingOrder = []
         run(steps(for: operation)[...]) { [self] result in
             busy = false
             runningName = nil
+            metadata["op.timing"] = "\(timingSummary)"
             let error: String
             switch result {
             case .success:
                 error = ""
-                logger.notice("effector operation succeeded", metadata: ["op.name": "\(operation.name)", "op.reason": "\(reason)"])
+                logger.notice("effector operation succeeded", metadata: metadata)
             case .failure(let failure):
                 error = failure.message
-                logger.error(
-                    "effector operation failed",
-                    metadata: ["op.name": "\(operation.name)", "op.reason": "\(reason)", "error": "\(failure.message)"])
+                metadata["error"] = "\(failure.message)"
+                logger.error("effector operation failed", metadata: metadata)
             }
             lastOperation = LastOperation(
                 name: operation.name, reason: reason, finishedUSec: wallClock(), success: error.isEmpty, error: error)
@@ -115,13 +127,29 @@ public final class Effector {
     }
 
     var runningName: String?
+    /// Time spent per kind of step in the running (or last) operation, in order of first use.
+    var timings: [String: Duration] = [:]
+    var timingOrder: [String] = []
+
+    /// "promote=41.2ms address=0.8ms announce=0.3ms units=12.0ms", for the journal and benchmarks.
+    var timingSummary: String {
+        timingOrder.compactMap { kind in
+            timings[kind].map { d in
+                let tenths = (d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000) / 100
+                return "\(kind)=\(tenths / 10).\(tenths % 10)ms"
+            }
+        }.joined(separator: " ")
+    }
 
     typealias Completion = (Result<Void, EffectorError>) -> Void
-    typealias Step = (@escaping Completion) -> Void
+    typealias Step = (kind: String, body: (@escaping Completion) -> Void)
 
     func run(_ steps: ArraySlice<Step>, completion: @escaping Completion) {
         guard let step = steps.first else { return completion(.success(())) }
-        step { [self] result in
+        let started = loop.now
+        step.body { [self] result in
+            if timings[step.kind] == nil { timingOrder.append(step.kind) }
+            timings[step.kind, default: .zero] += loop.now - started
             switch result {
             case .failure: completion(result)
             case .success: run(steps.dropFirst(), completion: completion)
@@ -133,23 +161,23 @@ public final class Effector {
         switch operation {
         case .takeover:
             var steps: [Step] = []
-            if database != nil { steps.append { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) } }
-            steps += configuration.addresses.map { address in { self.add(address, $0) } }
-            steps += configuration.addresses.map { address in { self.startAnnouncing(address, $0) } }
-            if !configuration.units.isEmpty { steps.append { self.startUnits($0) } }
+            if database != nil { steps.append(("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) })) }
+            steps += configuration.addresses.map { address in ("address", { self.add(address, $0) }) }
+            steps += configuration.addresses.map { address in ("announce", { self.startAnnouncing(address, $0) }) }
+            if !configuration.units.isEmpty { steps.append(("units", { self.startUnits($0) })) }
             return steps
         case .release:
             var steps: [Step] = []
-            if !configuration.units.isEmpty { steps.append { self.stopUnits($0) } }
-            steps += configuration.addresses.reversed().map { address in { self.remove(address, $0) } }
+            if !configuration.units.isEmpty { steps.append(("units", { self.stopUnits($0) })) }
+            steps += configuration.addresses.reversed().map { address in ("address", { self.remove(address, $0) }) }
             return steps
-        case .addAddress(let address): return [{ self.add(address, $0) }]
-        case .removeAddress(let address): return [{ self.remove(address, $0) }]
-        case .announceAddress(let address): return [{ self.startAnnouncing(address, $0) }]
-        case .promoteDatabase: return [{ self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: false, $0) }]
+        case .addAddress(let address): return [("address", { self.add(address, $0) })]
+        case .removeAddress(let address): return [("address", { self.remove(address, $0) })]
+        case .announceAddress(let address): return [("announce", { self.startAnnouncing(address, $0) })]
+        case .promoteDatabase: return [("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: false, $0) })]
         case .rejoinDatabase(let primary): return rejoinSteps(primary: primary)
-        case .startUnits: return [{ self.startUnits($0) }]
-        case .stopUnits: return [{ self.stopUnits($0) }]
+        case .startUnits: return [("units", { self.startUnits($0) })]
+        case .stopUnits: return [("units", { self.stopUnits($0) })]
         }
     }
 
@@ -239,26 +267,26 @@ public final class Effector {
 
     func rejoinSteps(primary: IPAddress) -> [Step] {
         guard let database, let settings = configuration.database else {
-            return [{ $0(.failure(.init(.notConfigured, "no [database] is configured"))) }]
+            return [("check", { $0(.failure(.init(.notConfigured, "no [database] is configured"))) })]
         }
         let node = configuration.localNode.name
         return [
-            { done in
+            ("check", { done in
                 // A node that serves the floating addresses must not turn its database into a standby.
                 let held = self.configuration.addresses.filter { self.addresses.holds($0) == true }
                 guard held.isEmpty else {
                     return done(.failure(.init(.invalidArgument, "this node still holds \(held.map(\.description).joined(separator: ", ")); release it first")))
                 }
                 done(.success(()))
-            },
-            { done in self.units.stop([settings.unit], completion: done) },
-            { done in
+            }),
+            ("stop", { done in self.units.stop([settings.unit], completion: done) }),
+            ("prepare", { done in
                 self.perform({ () -> Result<Void, EffectorError> in
                     do throws(EffectorError) { return .success(try database.prepareStandby(primary: primary, applicationName: node)) } catch { return .failure(error) }
                 }, done)
-            },
-            { done in self.units.start([settings.unit], completion: done) },
-            { done in
+            }),
+            ("start", { done in self.units.start([settings.unit], completion: done) }),
+            ("stream", { done in
                 self.perform({ () -> Result<DatabaseSnapshot, EffectorError> in
                     do throws(EffectorError) { return .success(try database.waitUntilStreaming()) } catch { return .failure(error) }
                 }) { result in
@@ -269,7 +297,7 @@ public final class Effector {
                     case .failure(let error): done(.failure(error))
                     }
                 }
-            },
+            }),
         ]
     }
 

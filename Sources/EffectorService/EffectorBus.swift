@@ -46,12 +46,12 @@ public final class EffectorBus {
 
         iface.method(Effector1.Method.takeover, in: [.init("reason", "s")], flags: .unprivileged) { [unowned self] call in
             guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
-            authorize(call, Effector1.Action.takeover, details: ["reason": reason]) { self.run(.takeover, reason: reason, call) }
+            authorize(call, Effector1.Action.takeover, details: ["reason": reason]) { self.run(.takeover, reason: reason, action: Effector1.Action.takeover, call) }
         }
         iface.method(Effector1.Method.release, in: [.init("reason", "s")], flags: .unprivileged) { [unowned self] call in
             guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
             authorize(call, Effector1.Action.takeover, details: ["reason": reason, "operation": "release"]) {
-                self.run(.release, reason: reason, call)
+                self.run(.release, reason: reason, action: Effector1.Action.takeover, call)
             }
         }
         let addressMethods: [(String, (FloatingAddress) -> Operation)] = [
@@ -65,7 +65,7 @@ public final class EffectorBus {
                 authorize(
                     call, Effector1.Action.manageAddress,
                     details: ["address": "\(address.address)", "interface": address.interface, "operation": member]
-                ) { self.run(operation(address), reason: "\(member) \(address)", call) }
+                ) { self.run(operation(address), reason: "\(member) \(address)", action: Effector1.Action.manageAddress, call) }
             }
         }
         iface.method(Effector1.Method.promoteDatabase, flags: .unprivileged) { [unowned self] call in
@@ -73,19 +73,19 @@ public final class EffectorBus {
                 return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
             }
             authorize(call, Effector1.Action.manageDatabase, details: ["operation": "promote"]) {
-                self.run(.promoteDatabase, reason: "PromoteDatabase", call)
+                self.run(.promoteDatabase, reason: "PromoteDatabase", action: Effector1.Action.manageDatabase, call)
             }
         }
         iface.method(Effector1.Method.rejoinDatabase, in: [.init("primary", "s")], flags: .unprivileged) { [unowned self] call in
             guard let primary = self.validated(call, resources.primary(call.arguments.first?.string ?? "")) else { return }
             authorize(call, Effector1.Action.manageDatabase, details: ["operation": "rejoin", "primary": primary.node.name]) {
-                self.run(.rejoinDatabase(primary: primary.address), reason: "RejoinDatabase \(primary.node.name)", call)
+                self.run(.rejoinDatabase(primary: primary.address), reason: "RejoinDatabase \(primary.node.name)", action: Effector1.Action.manageDatabase, call)
             }
         }
         for (member, operation) in [(Effector1.Method.startUnits, Operation.startUnits), (Effector1.Method.stopUnits, .stopUnits)] {
             iface.method(member, flags: .unprivileged) { [unowned self] call in
                 authorize(call, Effector1.Action.manageUnits, details: ["units": effector.configuration.units.joined(separator: ","), "operation": member]) {
-                    self.run(operation, reason: member, call)
+                    self.run(operation, reason: member, action: Effector1.Action.manageUnits, call)
                 }
             }
         }
@@ -129,17 +129,22 @@ public final class EffectorBus {
         }
         polkit.check(action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization) { [logger] result in
             if let error = PolkitAuthority.error(for: result, action: action) {
+                let caller = call.callerCredentials
                 logger.warning(
                     "effector call denied",
-                    metadata: ["polkit.action": "\(action)", "dbus.sender": "\(call.sender)", "dbus.member": "\(call.member)"])
+                    metadata: [
+                        "polkit.action": "\(action)", "dbus.sender": "\(call.sender)", "dbus.member": "\(call.member)",
+                        "caller.uid": "\(caller.uid.map(String.init) ?? "?")", "caller.pid": "\(caller.pid.map(String.init) ?? "?")",
+                        "caller.unit": "\(caller.unit ?? "?")", "error": "\(error.message)",
+                    ])
                 return call.fail(error)
             }
             body()
         }
     }
 
-    func run(_ operation: Operation, reason: String, _ call: MethodInvocation) {
-        effector.run(operation, reason: reason) { result in
+    func run(_ operation: Operation, reason: String, action: String, _ call: MethodInvocation) {
+        effector.run(operation, reason: reason, caller: call.callerCredentials, action: action) { result in
             switch result {
             case .success: call.reply()
             case .failure(let error): call.fail(Self.busError(error))

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # System test: kusu-effectord in a test-bed node (systemd 252 as PID 1, its own
-# dbus-daemon and polkitd), installed with the project's unit, bus policy,
-# activation file and polkit files. Callers run inside the node as different
-# users; the floating address is watched from a client namespace on the same
-# bridge. Shows: bus activation, the contract's interface, polkit decisions,
-# configured resources only, idempotence, Busy, takeover and release for real.
+# dbus-daemon and polkitd, a PostgreSQL primary and a streaming standby, test
+# units standing in for the KUSU services), installed with the project's unit,
+# bus policy, activation file and polkit files. Callers run inside the node as
+# root, kusu-ha, a kusu-admin member, an ordinary user and nobody; the floating
+# address is watched from a client namespace on the same bridge (tcpdump and
+# ip neigh). Shows: bus activation, the contract's interface, polkit decisions,
+# configured resources only, idempotence, Busy, PropertiesChanged, takeover and
+# release for real, named errors, and recovery after a crash half-way.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/testbed.sh"
 . "$here/../../scripts/lib/node.sh"
+. "$here/../../scripts/lib/node-postgres.sh"
 . "$here/harness.sh"
 
 tb_init
@@ -42,6 +46,13 @@ arp_interval_ms = 100
 
 [units]
 start = ["kusu-ok.service", "kusu-slow.service"]
+
+[database]
+unit = "kusu-pg-standby.service"
+socket_directory = "/run/kusu-pg"
+port = 5434
+data_directory = "/var/lib/postgresql/kusu-standby"
+user = "postgres"
 TOML
 cat >"$W/units/kusu-node.target" <<'UNIT'
 [Unit]
@@ -57,7 +68,13 @@ cat >"$W/units/kusu-slow.service" <<'UNIT'
 ExecStartPre=/bin/sleep 1
 ExecStart=/bin/sleep infinity
 UNIT
+cat >"$W/units/kusu-fails.service" <<'UNIT'
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+UNIT
 cp "$TB_REPO/systemd/kusu-effectord.service" "$W/units/"
+pgnode_units "$W/units"
 
 node_boot "$NODE" "$(tb_ns b)" "$W/units" \
     "$TB_BIN/kusu-effectord:/usr/sbin/kusu-effectord" \
@@ -69,12 +86,22 @@ node_boot "$NODE" "$(tb_ns b)" "$W/units" \
     || tb_die "the node did not boot"
 t_pass "node booted in ${NODE_BOOT_MS} ms"
 node_exec "$NODE" systemctl reload dbus.service  # pick up the newly copied bus policy and activation file
+t0=$(date +%s%N)
+pgnode_setup "$NODE" || tb_die "PostgreSQL primary + standby did not come up"
+t_pass "PostgreSQL primary and streaming standby in the node ($(( ($(date +%s%N) - t0) / 1000000 )) ms)"
+# An administrator (kusu-admin) and an ordinary user, in the node only.
+node_exec "$NODE" useradd -M -G kusu-admin kusu-t-admin
+node_exec "$NODE" useradd -M kusu-t-user
+in_recovery() { pgnode_sql "$NODE" 5434 "SELECT pg_is_in_recovery()"; }
 
 # as USER busctl ARGS... inside the node (so polkit sees a process it can identify).
 as() {
     local user=$1; shift
     if [ "$user" = root ]; then node_exec "$NODE" busctl "$@" 2>&1
-    else node_exec "$NODE" setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups busctl "$@" 2>&1; fi
+    else
+        local gid; gid=$(node_exec "$NODE" id -g "$user")
+        node_exec "$NODE" setpriv --reuid="$user" --regid="$gid" --init-groups busctl "$@" 2>&1
+    fi
 }
 prop() { as root get-property $E $P $E "$1" | sed -E 's/^[a-z()]+ //; s/^"(.*)"$/\1/'; }
 vip_held() { node_exec "$NODE" ip -4 addr show dev eth0 | grep -q 'inet 198.18.0.100/24'; }
@@ -93,31 +120,35 @@ t_check "Units lists the configured units" bash -c "[[ \"\$(busctl --address=$(n
 
 # --- unauthorised callers change nothing ------------------------------------------
 node_exec "$NODE" id kusu-ha >/dev/null 2>&1 || tb_die "user kusu-ha missing in the node"
-for call in "Takeover s test" "AddAddress s 198.18.0.100" "StartUnits" "PromoteDatabase"; do
-    # shellcheck disable=SC2086
-    out=$(as nobody call $E $P $E $call)
-    case "$call" in
-        PromoteDatabase) want="no \[database\] is configured" ;;
-        *) want="Access denied\|Not authorized" ;;
-    esac
-    t_check "nobody: $call is refused" bash -c "grep -q '$want' <<<'$out'"
+for user in nobody kusu-t-user; do
+    for call in "Takeover s test" "Release s test" "AddAddress s 198.18.0.100" "RemoveAddress s 198.18.0.100" \
+                "AnnounceAddress s 198.18.0.100" "PromoteDatabase" "RejoinDatabase s installer" "StartUnits" "StopUnits"; do
+        # shellcheck disable=SC2086
+        out=$(as "$user" call $E $P $E $call)
+        t_match "$user: $call is denied" "$out" 'Access denied'
+    done
 done
 # busctl shortens AccessDenied to "Access denied"; dbus-send prints the name and message.
 out=$(node_exec "$NODE" setpriv --reuid=nobody --regid=nogroup --clear-groups dbus-send --system --print-reply \
     --dest=$E $P $E.AddAddress string:198.18.0.100 2>&1)
-t_check "the denial is AccessDenied naming the polkit action" bash -c \
-    "grep -q 'org.freedesktop.DBus.Error.AccessDenied: Not authorized to perform org.kusu.effector1.manage-address' <<<'$out'"
-vip_held && t_fail "the refused calls added the address" || t_pass "the refused calls added no address"
+t_match "the denial is AccessDenied naming the polkit action" "$out" 'org.freedesktop.DBus.Error.AccessDenied: Not authorized to perform org.kusu.effector1.manage-address'
+vip_held && t_fail "the denied calls added the address" || t_pass "the denied calls added no address"
+t_eq "the denied calls left the database a standby" "$(in_recovery)" t
+t_eq "the denied calls started no unit" "$(node_exec "$NODE" systemctl is-active kusu-ok.service kusu-slow.service | tr '\n' ' ')" "inactive inactive "
+t_check "denials are logged with the caller" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | grep -q 'CALLER_UID=65534'"
+tb_poll 3 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $E $P $E DatabaseRole)\" = 's \"standby\"' ]"
+t_eq "DatabaseRole is standby" "$(prop DatabaseRole)" standby
 
 # --- configured resources only, validated before polkit ---------------------------
 out=$(as root call $E $P $E AddAddress s 198.18.0.101)
-t_check "an unconfigured address is NotConfigured (even for root)" bash -c "grep -q 'not a floating address' <<<'$out'"
+t_match "an unconfigured address is NotConfigured (even for root)" "$out" 'not a floating address'
 out=$(as nobody call $E $P $E AddAddress s 198.18.0.101)
-t_check "an unconfigured address is NotConfigured whatever the caller" bash -c "grep -q 'not a floating address' <<<'$out'"
+t_match "an unconfigured address is NotConfigured whatever the caller" "$out" 'not a floating address'
 out=$(as root call $E $P $E AddAddress s not-an-address)
-t_check "a malformed address is InvalidArgument" bash -c "grep -q 'is not an IPv4 or IPv6 address' <<<'$out'"
+t_match "a malformed address is InvalidArgument" "$out" 'is not an IPv4 or IPv6 address'
 out=$(as root call $E $P $E AddAddress i 5)
-t_check "a wrong signature is refused" bash -c "grep -qi 'invalid\|signature' <<<'$out'"
+t_match "a wrong signature is refused" "$out" 'invalid\|signature'
 
 # --- one address, idempotent --------------------------------------------------------
 out=$(as root call $E $P $E AddAddress s 198.18.0.100/24)
@@ -132,6 +163,11 @@ t_eq "removing it again succeeds (idempotent)" "$(as root call $E $P $E RemoveAd
 # --- takeover by the monitor's user, watched from the client namespace ---------------
 A=$(tb_ns a)
 ip -n "$A" neigh replace 198.18.0.100 lladdr 02:00:00:00:00:99 dev eth0 nud stale
+ip netns exec "$A" tcpdump -i eth0 -n -l -e arp >"$W/arp.log" 2>/dev/null &
+tb_track $!
+dbus-monitor --address "$(node_bus "$NODE")" --monitor "type='signal',path='$P',member='PropertiesChanged'" >"$W/props.log" 2>&1 &
+tb_track $!
+tb_poll 5 grep -q 'member=NameAcquired\|member=NameLost' "$W/props.log"
 node_mac=$(ip -n "$(tb_ns b)" -br link show eth0 | awk '{print $3}')
 t0=$(date +%s%N)
 out=$(as kusu-ha call $E $P $E Takeover s "test takeover")
@@ -145,11 +181,28 @@ if tb_poll 3 bash -c "ip -n $A neigh show 198.18.0.100 | grep -qi '$node_mac'"; 
 else
     t_fail "gratuitous ARP updated the client" "$(ip -n "$A" neigh show 198.18.0.100)"
 fi
+t_check "tcpdump on the client saw the gratuitous ARP request" grep -q "Request who-has 198.18.0.100 tell 198.18.0.100" "$W/arp.log"
+t_check "tcpdump on the client saw the gratuitous ARP reply" grep -q "Reply 198.18.0.100 is-at $node_mac" "$W/arp.log"
+t_eq "the standby was promoted (pg_is_in_recovery)" "$(in_recovery)" f
+t_eq "the promoted database accepts a write" "$(pgnode_sql "$NODE" 5434 "INSERT INTO rows (note) VALUES ('after takeover') RETURNING note")" "after takeover"
+tb_poll 3 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $E $P $E DatabaseRole)\" = 's \"primary\"' ]"
+t_eq "DatabaseRole is primary" "$(prop DatabaseRole)" primary
+t_check "DatabaseTimeline moved to 2" bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $E $P $E DatabaseTimeline)\" = 'u 2' ]"
+t_check "PropertiesChanged announced Busy" grep -q 'string "Busy"' "$W/props.log"
+t_check "PropertiesChanged announced LastOperation" grep -q 'string "LastOperation"' "$W/props.log"
+t_check "PropertiesChanged announced Addresses" grep -q 'string "Addresses"' "$W/props.log"
 t_check "the floating address answers from the client" bash -c "ip netns exec $A ping -q -c1 -W1 198.18.0.100 >/dev/null"
 last=$(as root get-property $E $P $E LastOperation)
-t_check "LastOperation records the takeover" bash -c "grep -q '\"Takeover\" \"test takeover\" [0-9]* true \"\"' <<<'$last'"
+t_match "LastOperation records the takeover" "$last" '"Takeover" "test takeover" [0-9]* true ""'
 t_eq "Busy is false afterwards" "$(prop Busy)" false
-t_eq "Takeover again succeeds (idempotent)" "$(as kusu-ha call $E $P $E Takeover s again)" ""
+t_eq "Takeover again as root succeeds" "$(as root call $E $P $E Takeover s again)" ""
+t_eq "Takeover again as a kusu-admin member succeeds" "$(as kusu-t-admin call $E $P $E Takeover s again)" ""
+t_eq "the repeated takeovers changed nothing (still timeline 2, one address)" \
+    "$(prop DatabaseTimeline) $(prop Addresses)" '2 1 "198.18.0.100/24"'
+out=$(as root call $E $P $E PromoteDatabase)
+t_match "PromoteDatabase on a primary is DatabaseNotStandby" "$out" 'not a standby\|not in recovery\|already'
+out=$(node_exec "$NODE" dbus-send --system --print-reply --dest=$E $P $E.PromoteDatabase 2>&1)
+t_match "... with the named error" "$out" 'org.kusu.Effector1.Error.DatabaseNotStandby'
 
 # --- one operation at a time ------------------------------------------------------
 as root call $E $P $E StopUnits >/dev/null
@@ -157,17 +210,42 @@ node_exec "$NODE" busctl call $E $P $E StartUnits >"$W/start.out" 2>&1 &
 starter=$!
 tb_poll 3 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $E $P $E Busy)\" = 'b true' ]"
 out=$(as root call $E $P $E StopUnits)
-t_check "a second operation while one runs gets Busy" bash -c "grep -q 'another operation is running' <<<'$out'"
+t_match "a second operation while one runs gets Busy" "$out" 'another operation is running'
 wait "$starter"
 t_eq "the first operation still completes" "$(cat "$W/start.out")" ""
 
 # --- release --------------------------------------------------------------------------
-out=$(as kusu-ha call $E $P $E Release s "test release")
-t_eq "kusu-ha may release" "$out" ""
+out=$(as kusu-t-admin call $E $P $E Release s "test release")
+t_eq "a kusu-admin member may release" "$out" ""
 vip_held && t_fail "Release removes the address" || t_pass "Release removes the address"
 t_eq "units are stopped after Release" "$(node_exec "$NODE" systemctl is-active kusu-ok.service kusu-slow.service | tr '\n' ' ')" "inactive inactive "
 t_check "the journal shows the operations with structured fields" bash -c \
     "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | grep -q 'OP_NAME=Release'"
+t_eq "Release again changes nothing" "$(as root call $E $P $E Release s again)" ""
+t_check "the operation log names the caller, the action and the outcome" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | tr '\n' ' ' | grep -q 'MESSAGE=effector operation succeeded.*CALLER_UID=[0-9].*OP_NAME=Release.*POLKIT_ACTION=org.kusu.effector1.takeover'"
+
+# --- a crash half-way: Takeover or Release completes the job when called again --------
+node_exec "$NODE" busctl call $E $P $E Takeover s "to be interrupted" >/dev/null 2>&1 &
+tb_poll 5 bash -c "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- systemctl is-active kusu-ok.service) | grep -qx active"
+main_pid=$(node_exec "$NODE" systemctl show -P MainPID kusu-effectord.service)
+node_exec "$NODE" kill -9 "$main_pid"
+vip_held && t_pass "after a crash half-way the address is held (added before the units)" || t_fail "the address is held after the crash"
+t_check "after the crash the effector answers again (restarted or re-activated) and describes the node" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- busctl get-property $E $P $E Addresses) | grep -q '198.18.0.100/24'"
+t_eq "Takeover after the crash completes it" "$(as root call $E $P $E Takeover s "after crash")" ""
+t_eq "all units active after completing" "$(node_exec "$NODE" systemctl is-active kusu-ok.service kusu-slow.service | tr '\n' ' ')" "active active "
+t_eq "Release after that cleans up" "$(as root call $E $P $E Release s "after crash")" ""
+vip_held && t_fail "no address after Release" || t_pass "no address after Release"
+
+# --- a unit that fails: a named error naming the unit and its result -----------------
+sed -i 's/start = \["kusu-ok.service", "kusu-slow.service"\]/start = ["kusu-ok.service", "kusu-fails.service"]/' "$W/kusu-ha.toml"
+node_exec "$NODE" sh -c "cat >/etc/kusu-ha/kusu-ha.toml" <"$W/kusu-ha.toml"
+node_exec "$NODE" systemctl restart kusu-effectord.service
+out=$(node_exec "$NODE" dbus-send --system --print-reply --dest=$E $P $E.StartUnits 2>&1)
+t_match "a unit that fails to start is UnitFailed naming the unit and the result" "$out" 'org.kusu.Effector1.Error.UnitFailed: .*kusu-fails.service.*failed'
+last=$(as root get-property $E $P $E LastOperation)
+t_match "LastOperation records the failure" "$last" '"StartUnits" "StartUnits" [0-9]* false ".*kusu-fails.service'
 
 score=$(node_exec "$NODE" systemd-analyze security kusu-effectord.service 2>/dev/null | tail -1)
 echo "# systemd-analyze security in the node: $score"

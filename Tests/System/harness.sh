@@ -17,6 +17,9 @@ t_check() { local name=$1; shift; if "$@"; then t_pass "$name"; else t_fail "$na
 # t_eq NAME GOT WANT
 t_eq() { if [ "$2" = "$3" ]; then t_pass "$1"; else t_fail "$1" "got '$2', want '$3'"; fi; }
 
+# t_match NAME TEXT REGEX — pass if TEXT matches the grep regex REGEX (no shell quoting games).
+t_match() { if grep -qi -- "$3" <<<"$2"; then t_pass "$1"; else t_fail "$1" "no match for '$3' in: $2"; fi; }
+
 t_summary() {
     local f
     for f in "${T_FAILURES[@]}"; do printf '# failed: %s\n' "$f"; done

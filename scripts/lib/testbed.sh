@@ -35,6 +35,7 @@ tb_track() { TB_PIDS+=("$1"); }
 
 tb_cleanup() {
     local rc=$? pid i
+    set +e   # callers may run under set -e: a process already gone must not stop the cleanup
     for pid in "${TB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${TB_PIDS[@]}"; do
         for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
