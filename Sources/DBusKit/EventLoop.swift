@@ -40,6 +40,14 @@ public final class EventLoop {
         return Microseconds.duration(usec)
     }
 
+    /// CLOCK_MONOTONIC now, read from the clock (`now` is the cached time of the
+    /// current iteration, the same for everything one iteration does).
+    public static var clockNow: Duration {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return .seconds(Int64(ts.tv_sec)) + .nanoseconds(Int64(ts.tv_nsec))
+    }
+
     /// Runs the loop until `exit(code:)`; returns the exit code.
     public func run() throws(SystemError) -> Int32 {
         let r = sd_event_loop(event)

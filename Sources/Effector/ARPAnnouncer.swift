@@ -1,6 +1,8 @@
 // Announcing a floating address to its link: gratuitous ARP (IPv4) over an AF_PACKET socket,
-// unsolicited neighbour advertisement (IPv6) over a raw ICMPv6 socket. Sockets are opened per
-// round on the calling thread, so they act in that thread's network namespace.
+// unsolicited neighbour advertisement (IPv6) over a raw ICMPv6 socket. The packet socket is
+// opened on first use (in the network namespace of the thread that first announces) and kept:
+// closing a packet socket waits for an RCU grace period (packet_release → synchronize_net),
+// which cost 5–20 ms per round when it was opened and closed each time.
 public import ClusterCore
 import CNetlink
 import Glibc
@@ -16,7 +18,13 @@ public protocol Announcing: AnyObject {
 }
 
 public final class PacketAnnouncer: Announcing {
+    private var packetSocket: Int32 = -1
+
     public init() {}
+
+    deinit {
+        if packetSocket >= 0 { close(packetSocket) }
+    }
 
     public func announce(_ address: FloatingAddress) throws(NetlinkError) {
         let operation = "announce \(address.address) on \(address.interface)"
@@ -31,9 +39,11 @@ public final class PacketAnnouncer: Announcing {
     private func announceIPv4(_ address: FloatingAddress, operation: String) throws(NetlinkError) {
         // Protocol 0: a send-only packet socket, so no ARP traffic is queued to it meanwhile;
         // the frame's EtherType comes from sll_protocol below.
-        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw NetlinkError(operation: operation, errno: Glibc.errno) }
-        defer { close(fd) }
+        if packetSocket < 0 {
+            packetSocket = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard packetSocket >= 0 else { throw NetlinkError(operation: operation, errno: Glibc.errno) }
+        }
+        let fd = packetSocket
         let (index, mac) = try Self.ethernetInterface(fd: fd, name: address.interface, operation: operation)
         var destination = sockaddr_ll()
         destination.sll_family = UInt16(AF_PACKET)

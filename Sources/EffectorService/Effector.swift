@@ -130,13 +130,16 @@ public final class Effector {
     /// Time spent per kind of step in the running (or last) operation, in order of first use.
     var timings: [String: Duration] = [:]
     var timingOrder: [String] = []
+    /// The step timings of the last operation (see `timingSummary`).
+    public var lastTimingSummary: String { timingSummary }
 
-    /// "promote=41.2ms address=0.8ms announce=0.3ms units=12.0ms", for the journal and benchmarks.
+    /// "promote=41.237ms address=0.081ms announce=0.030ms units=12.003ms", for the journal and benchmarks.
     var timingSummary: String {
         timingOrder.compactMap { kind in
             timings[kind].map { d in
-                let tenths = (d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000) / 100
-                return "\(kind)=\(tenths / 10).\(tenths % 10)ms"
+                let micros = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+                let fraction = String(micros % 1000)
+                return "\(kind)=\(micros / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)ms"
             }
         }.joined(separator: " ")
     }
@@ -146,10 +149,10 @@ public final class Effector {
 
     func run(_ steps: ArraySlice<Step>, completion: @escaping Completion) {
         guard let step = steps.first else { return completion(.success(())) }
-        let started = loop.now
+        let started = EventLoop.clockNow
         step.body { [self] result in
             if timings[step.kind] == nil { timingOrder.append(step.kind) }
-            timings[step.kind, default: .zero] += loop.now - started
+            timings[step.kind, default: .zero] += EventLoop.clockNow - started
             switch result {
             case .failure: completion(result)
             case .success: run(steps.dropFirst(), completion: completion)

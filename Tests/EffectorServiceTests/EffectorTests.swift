@@ -251,3 +251,14 @@ final class Box<T> {
         #expect((try? resources.reason(String(repeating: "x", count: 300)).get()) == nil)
     }
 }
+
+@Suite struct StepTimings {
+    @Test func takeoverReportsEachKindOfStep() throws {
+        let h = try Harness()
+        _ = try h.run(.takeover)
+        let summary = h.effector.lastTimingSummary
+        let kinds = summary.split(separator: " ").map { $0.split(separator: "=")[0] }
+        #expect(kinds == ["promote", "address", "announce", "units"], "\(summary)")
+        #expect(summary.split(separator: " ").allSatisfy { $0.hasSuffix("ms") && $0.contains(".") })
+    }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Benchmark (prints figures; not a pass/fail test): kusu-effectord's Takeover,
+# broken into its steps, over RUNS runs in a test-bed node (systemd as PID 1,
+# PostgreSQL primary + streaming standby, one quick test unit). Between runs the
+# node releases and the standby is rebuilt by pg_basebackup, so every run
+# promotes a real streaming standby. Step times come from the effector's own
+# journal field OP_TIMING; the call time is the busctl round trip.
+# Usage: scripts/bench-takeover.sh [RUNS=10]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+RUNS=${1:-10}
+scripts/install-deps.sh
+export TMPDIR=${TMPDIR:-$repo/.build-tmp}; mkdir -p "$TMPDIR"
+# The build users get (packaging links the Swift runtime statically, as here).
+swift build -c release --static-swift-stdlib --product kusu-effectord >/dev/null
+export KUSU_BIN_DIR="$repo/.build/release"
+. scripts/lib/testbed.sh
+. scripts/lib/node.sh
+. scripts/lib/node-postgres.sh
+tb_init
+trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
+tb_users; tb_network
+NODE=kha-$TB_ID-bench
+E=org.kusu.Effector1; P=/org/kusu/Effector1
+W="$TB_DIR/bench"; mkdir -p "$W/units"
+cat >"$W/kusu-ha.toml" <<'TOML'
+[cluster]
+node = "failover"
+tie_breakers = []
+[[nodes]]
+name = "installer"
+addresses = ["198.18.0.11"]
+[[nodes]]
+name = "failover"
+addresses = ["198.18.0.12"]
+[[addresses]]
+address = "198.18.0.100/24"
+interface = "eth0"
+[units]
+start = ["kusu-ok.service"]
+[database]
+unit = "kusu-pg-standby.service"
+socket_directory = "/run/kusu-pg"
+port = 5434
+data_directory = "/var/lib/postgresql/kusu-standby"
+TOML
+printf '[Unit]\nWants=dbus.service polkit.service\n' >"$W/units/kusu-node.target"
+printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$W/units/kusu-ok.service"
+cp systemd/kusu-effectord.service "$W/units/"
+pgnode_units "$W/units"
+node_boot "$NODE" "$(tb_ns b)" "$W/units" \
+    "$KUSU_BIN_DIR/kusu-effectord:/usr/sbin/kusu-effectord" "$W/kusu-ha.toml:/etc/kusu-ha/kusu-ha.toml" \
+    "dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf" \
+    "dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
+    "polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
+    "polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules"
+node_exec "$NODE" systemctl reload dbus.service
+pgnode_setup "$NODE" || tb_die "PostgreSQL did not come up"
+node_exec "$NODE" busctl introspect $E $P >/dev/null   # activate the effector
+
+: >"$W/calls"
+for i in $(seq 1 "$RUNS"); do
+    node_exec "$NODE" busctl call $E $P $E Release s "bench reset" >/dev/null
+    [ "$i" -gt 1 ] && { pgnode_rebuild_standby "$NODE" || tb_die "standby rebuild failed"; }
+    t0=$(date +%s%N)
+    node_exec "$NODE" busctl call $E $P $E Takeover s "bench run $i" >/dev/null
+    echo $(( ($(date +%s%N) - t0) / 1000 )) >>"$W/calls"
+done
+node_exec "$NODE" journalctl -u kusu-effectord -o json --no-pager >"$W/journal.json"
+python3 - "$W/journal.json" "$W/calls" "$RUNS" <<'PY'
+import json, statistics, sys
+journal, calls, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+steps = {}
+for line in open(journal):
+    entry = json.loads(line)
+    if entry.get("OP_NAME") == "Takeover" and entry.get("MESSAGE") == "effector operation succeeded" \
+            and str(entry.get("OP_REASON", "")).startswith("bench run"):
+        for part in entry["OP_TIMING"].split():
+            kind, value = part.split("=")
+            steps.setdefault(kind, []).append(float(value[:-2]))
+n = len(steps.get("promote", []))
+print(f"== Takeover over {n} runs (of {runs}), milliseconds: min / median / max")
+total = [sum(v) for v in zip(*(steps[k] for k in ("promote", "address", "announce") if k in steps))]
+for kind in ("promote", "address", "announce", "units"):
+    v = steps.get(kind, [])
+    if v:
+        print(f"   {kind:<26} {min(v):7.3f} / {statistics.median(v):7.3f} / {max(v):7.3f}")
+print(f"   {'takeover without units':<26} {min(total):7.3f} / {statistics.median(total):7.3f} / {max(total):7.3f}   (target: median < 150)")
+c = [int(x) / 1000 for x in open(calls)]
+print(f"   {'busctl Takeover call':<26} {min(c):7.1f} / {statistics.median(c):7.1f} / {max(c):7.1f}   (incl. polkit and one unit)")
+PY
+exit 0
