@@ -18,45 +18,16 @@ export KUSU_BIN_DIR="$repo/.build/release"
 . scripts/lib/testbed.sh
 . scripts/lib/node.sh
 . scripts/lib/node-postgres.sh
+. scripts/lib/effector-node.sh
 tb_init
 trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
 tb_users; tb_network
 NODE=kha-$TB_ID-bench
 E=org.kusu.Effector1; P=/org/kusu/Effector1
 W="$TB_DIR/bench"; mkdir -p "$W/units"
-cat >"$W/kusu-ha.toml" <<'TOML'
-[cluster]
-node = "failover"
-tie_breakers = []
-[[nodes]]
-name = "installer"
-addresses = ["198.18.0.11"]
-[[nodes]]
-name = "failover"
-addresses = ["198.18.0.12"]
-[[addresses]]
-address = "198.18.0.100/24"
-interface = "eth0"
-[units]
-start = ["kusu-ok.service"]
-[database]
-unit = "kusu-pg-standby.service"
-socket_directory = "/run/kusu-pg"
-port = 5434
-data_directory = "/var/lib/postgresql/kusu-standby"
-TOML
-printf '[Unit]\nWants=dbus.service polkit.service\n' >"$W/units/kusu-node.target"
+effnode_config "$W/kusu-ha.toml" kusu-ok.service
 printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$W/units/kusu-ok.service"
-cp systemd/kusu-effectord.service "$W/units/"
-pgnode_units "$W/units"
-node_boot "$NODE" "$(tb_ns b)" "$W/units" \
-    "$KUSU_BIN_DIR/kusu-effectord:/usr/sbin/kusu-effectord" "$W/kusu-ha.toml:/etc/kusu-ha/kusu-ha.toml" \
-    "dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf" \
-    "dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
-    "polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
-    "polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules"
-node_exec "$NODE" systemctl reload dbus.service
-pgnode_setup "$NODE" || tb_die "PostgreSQL did not come up"
+effnode_boot "$NODE" "$(tb_ns b)" "$W" "$KUSU_BIN_DIR" || tb_die "the node or its PostgreSQL did not come up"
 node_exec "$NODE" busctl introspect $E $P >/dev/null   # activate the effector
 
 : >"$W/calls"
