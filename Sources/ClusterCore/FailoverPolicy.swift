@@ -1,0 +1,121 @@
+/// kusu-hbd's switching decisions, as pure functions of what the node knows at one instant.
+///
+/// No clocks, no I/O: the shell samples the inputs (peer state from ``PeerTracker``, the
+/// tie-breaker probe, the database lag read from the effector, the operator's switches) and
+/// acts on the verdict. Every refusal says why, in words `kusu-ha` can show.
+
+/// What the node knows when it decides.
+public struct SwitchingInputs: Sendable, Equatable {
+    public var role: NodeRole
+    public var peerState: PeerState
+    /// The peer's role as last heard (nil: never heard).
+    public var peerRole: NodeRole?
+    public var autoFailover: Bool
+    public var maintenance: Bool
+    /// The configured ping targets answer (true when none are configured).
+    public var tieBreakerReachable: Bool
+    /// Whether a `[database]` is configured.
+    public var hasDatabase: Bool
+    /// The peer's last advertised WAL LSN minus the local replayed LSN (nil: unknown).
+    public var lagBytes: UInt64?
+    public var maxLagBytes: UInt64
+    /// The effector is running an operation.
+    public var effectorBusy: Bool
+
+    public init(
+        role: NodeRole, peerState: PeerState, peerRole: NodeRole? = nil, autoFailover: Bool = true,
+        maintenance: Bool = false, tieBreakerReachable: Bool = true, hasDatabase: Bool = true,
+        lagBytes: UInt64? = 0, maxLagBytes: UInt64 = 1_048_576, effectorBusy: Bool = false
+    ) {
+        self.role = role
+        self.peerState = peerState
+        self.peerRole = peerRole
+        self.autoFailover = autoFailover
+        self.maintenance = maintenance
+        self.tieBreakerReachable = tieBreakerReachable
+        self.hasDatabase = hasDatabase
+        self.lagBytes = lagBytes
+        self.maxLagBytes = maxLagBytes
+        self.effectorBusy = effectorBusy
+    }
+}
+
+/// Why a switch is not made now.
+public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
+    case notStandby(NodeRole)
+    case peerAlive(PeerState)
+    case peerNotDead(PeerState)
+    case autoFailoverOff
+    case maintenance
+    case tieBreakerUnreachable
+    case lagUnknown
+    case lagTooHigh(bytes: UInt64, limit: UInt64)
+    case effectorBusy
+
+    public var description: String {
+        switch self {
+        case .notStandby(let role): "this node is \(role), not standby"
+        case .peerAlive(let state): "the peer is \(state); use force to take over anyway"
+        case .peerNotDead(let state): "the peer is \(state), not dead on every link"
+        case .autoFailoverOff: "automatic failover is off"
+        case .maintenance: "the pair is in maintenance"
+        case .tieBreakerUnreachable: "the tie-breaker does not answer: this node may be the one cut off"
+        case .lagUnknown: "the local database's replication lag is unknown"
+        case .lagTooHigh(let bytes, let limit): "the local database is \(bytes) bytes behind the peer (limit \(limit))"
+        case .effectorBusy: "the effector is busy with another operation"
+        }
+    }
+}
+
+public enum SwitchVerdict: Equatable, Sendable {
+    case proceed
+    case refuse(SwitchRefusal)
+}
+
+public enum FailoverPolicy {
+    /// Automatic failover: the standby takes over only when the peer is dead on every link,
+    /// automatic switching is on, the pair is not in maintenance, the tie-breaker answers,
+    /// the database is close enough to what the peer last advertised, and the effector is free.
+    /// (The shell then probes the floating address and runs fencing before it acts.)
+    public static func automatic(_ inputs: SwitchingInputs) -> SwitchVerdict {
+        guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .dead else { return .refuse(.peerNotDead(inputs.peerState)) }
+        guard inputs.tieBreakerReachable else { return .refuse(.tieBreakerUnreachable) }
+        if let refusal = lagRefusal(inputs) { return .refuse(refusal) }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        return .proceed
+    }
+
+    /// An operator's `Takeover(force)`: refused while the peer is heard unless forced. Manual
+    /// switching works in maintenance and with automatic failover off; force also overrides
+    /// the tie-breaker and the lag (the operator takes responsibility).
+    public static func manualTakeover(_ inputs: SwitchingInputs, force: Bool) -> SwitchVerdict {
+        guard inputs.role == .standby || inputs.role == .failed else { return .refuse(.notStandby(inputs.role)) }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        if force { return .proceed }
+        guard inputs.peerState == .dead else { return .refuse(.peerAlive(inputs.peerState)) }
+        guard inputs.tieBreakerReachable else { return .refuse(.tieBreakerUnreachable) }
+        if let refusal = lagRefusal(inputs) { return .refuse(refusal) }
+        return .proceed
+    }
+
+    static func lagRefusal(_ inputs: SwitchingInputs) -> SwitchRefusal? {
+        guard inputs.hasDatabase else { return nil }
+        guard let lag = inputs.lagBytes else { return .lagUnknown }
+        return lag > inputs.maxLagBytes ? .lagTooHigh(bytes: lag, limit: inputs.maxLagBytes) : nil
+    }
+
+    /// Two active nodes that hear each other: which one yields. The lower epoch yields; on
+    /// equal epochs the lower priority; on equal priorities the name that sorts later (so the
+    /// two nodes always agree).
+    public static func localYields(
+        localEpoch: UInt64, localPriority: Int, localName: String,
+        peerEpoch: UInt64, peerPriority: Int, peerName: String
+    ) -> Bool {
+        if localEpoch != peerEpoch { return localEpoch < peerEpoch }
+        if localPriority != peerPriority { return localPriority < peerPriority }
+        return localName > peerName
+    }
+}

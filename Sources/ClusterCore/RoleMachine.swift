@@ -1,0 +1,67 @@
+/// This node's role, as a pure state machine: the shell feeds it decisions and the
+/// effector's answers, and executes the actions it returns (persist the epoch first, then
+/// call the effector, then announce the role).
+///
+///     standby ──begin takeover──▶ taking-over ──effector ok──▶ active
+///        ▲                            │ effector failed
+///        │                            ▼
+///        └──release ok── releasing ◀── failed / active (yield, release)
+public struct RoleMachine: Sendable, Equatable {
+    public private(set) var role: NodeRole
+    public private(set) var epoch: UInt64
+
+    public enum Action: Equatable, Sendable {
+        /// Write the epoch to stable storage before anything else happens.
+        case persistEpoch(UInt64)
+        /// Ask the effector to take over (promote, addresses, announce, units).
+        case takeover(reason: String)
+        /// Ask the effector to release (units, addresses).
+        case release(reason: String)
+        /// Emit RoleChanged and log the transition.
+        case roleChanged(from: NodeRole, to: NodeRole, reason: String)
+    }
+
+    public init(role: NodeRole = .standby, epoch: UInt64) {
+        self.role = role
+        self.epoch = epoch
+    }
+
+    /// Starts a takeover: the epoch becomes higher than any this node has seen (its own and
+    /// the peer's), so that after a partition heals the newest active node wins.
+    public mutating func beginTakeover(peerEpoch: UInt64, reason: String) -> [Action] {
+        guard role == .standby || role == .failed else { return [] }
+        let old = role
+        epoch = max(epoch, peerEpoch) + 1
+        role = .takingOver
+        return [.persistEpoch(epoch), .roleChanged(from: old, to: .takingOver, reason: reason), .takeover(reason: reason)]
+    }
+
+    /// The effector answered the takeover.
+    public mutating func takeoverFinished(success: Bool, detail: String) -> [Action] {
+        guard role == .takingOver else { return [] }
+        role = success ? .active : .failed
+        return [.roleChanged(from: .takingOver, to: role, reason: success ? "takeover complete" : "takeover failed: \(detail)")]
+    }
+
+    /// Gives up the active role (a peer with a higher epoch was heard, or an operator asked).
+    public mutating func beginRelease(reason: String) -> [Action] {
+        guard role == .active || role == .failed || role == .takingOver else { return [] }
+        let old = role
+        role = .releasing
+        return [.roleChanged(from: old, to: .releasing, reason: reason), .release(reason: reason)]
+    }
+
+    /// The effector answered the release.
+    public mutating func releaseFinished(success: Bool, detail: String) -> [Action] {
+        guard role == .releasing else { return [] }
+        role = success ? .standby : .failed
+        return [.roleChanged(from: .releasing, to: role, reason: success ? "released" : "release failed: \(detail)")]
+    }
+
+    /// The peer's heartbeats carry a higher epoch: remember it, so the next takeover goes above it.
+    public mutating func observe(peerEpoch: UInt64) -> [Action] {
+        guard role == .standby, peerEpoch > epoch else { return [] }
+        epoch = peerEpoch
+        return [.persistEpoch(epoch)]
+    }
+}

@@ -1,0 +1,154 @@
+import ClusterCore
+import Testing
+
+/// The automatic-failover decision table: every row is one situation and its verdict.
+@Suite struct FailoverDecisionTable {
+    struct Row: Sendable, CustomTestStringConvertible {
+        var name: String
+        var inputs: SwitchingInputs
+        var verdict: SwitchVerdict
+        var testDescription: String { name }
+    }
+
+    static let base = SwitchingInputs(role: .standby, peerState: .dead)
+
+    static func with(_ change: (inout SwitchingInputs) -> Void) -> SwitchingInputs {
+        var inputs = base
+        change(&inputs)
+        return inputs
+    }
+
+    static let automaticRows: [Row] = [
+        Row(name: "peer dead, all clear", inputs: base, verdict: .proceed),
+        Row(name: "peer alive", inputs: with { $0.peerState = .alive }, verdict: .refuse(.peerNotDead(.alive))),
+        Row(name: "peer late", inputs: with { $0.peerState = .late }, verdict: .refuse(.peerNotDead(.late))),
+        Row(name: "peer unknown", inputs: with { $0.peerState = .unknown }, verdict: .refuse(.peerNotDead(.unknown))),
+        Row(name: "auto failover off", inputs: with { $0.autoFailover = false }, verdict: .refuse(.autoFailoverOff)),
+        Row(name: "maintenance", inputs: with { $0.maintenance = true }, verdict: .refuse(.maintenance)),
+        Row(name: "maintenance wins over auto off", inputs: with { $0.maintenance = true; $0.autoFailover = false },
+            verdict: .refuse(.maintenance)),
+        Row(name: "tie-breaker unreachable", inputs: with { $0.tieBreakerReachable = false }, verdict: .refuse(.tieBreakerUnreachable)),
+        Row(name: "lag unknown", inputs: with { $0.lagBytes = nil }, verdict: .refuse(.lagUnknown)),
+        Row(name: "lag at the limit", inputs: with { $0.lagBytes = 1_048_576 }, verdict: .proceed),
+        Row(name: "lag one byte over", inputs: with { $0.lagBytes = 1_048_577 },
+            verdict: .refuse(.lagTooHigh(bytes: 1_048_577, limit: 1_048_576))),
+        Row(name: "no database: lag does not matter", inputs: with { $0.hasDatabase = false; $0.lagBytes = nil }, verdict: .proceed),
+        Row(name: "effector busy", inputs: with { $0.effectorBusy = true }, verdict: .refuse(.effectorBusy)),
+        Row(name: "already active", inputs: with { $0.role = .active }, verdict: .refuse(.notStandby(.active))),
+        Row(name: "taking over", inputs: with { $0.role = .takingOver }, verdict: .refuse(.notStandby(.takingOver))),
+        Row(name: "releasing", inputs: with { $0.role = .releasing }, verdict: .refuse(.notStandby(.releasing))),
+        Row(name: "failed node does not retry by itself", inputs: with { $0.role = .failed }, verdict: .refuse(.notStandby(.failed))),
+        Row(name: "cut off: peer dead and tie-breaker silent", inputs: with { $0.tieBreakerReachable = false; $0.lagBytes = 0 },
+            verdict: .refuse(.tieBreakerUnreachable)),
+    ]
+
+    @Test(arguments: automaticRows)
+    func automatic(row: Row) {
+        #expect(FailoverPolicy.automatic(row.inputs) == row.verdict)
+    }
+
+    static let manualRows: [(String, SwitchingInputs, Bool, SwitchVerdict)] = [
+        ("peer dead", base, false, .proceed),
+        ("peer alive refused", with { $0.peerState = .alive }, false, .refuse(.peerAlive(.alive))),
+        ("peer late refused", with { $0.peerState = .late }, false, .refuse(.peerAlive(.late))),
+        ("peer unknown refused", with { $0.peerState = .unknown }, false, .refuse(.peerAlive(.unknown))),
+        ("peer alive forced", with { $0.peerState = .alive }, true, .proceed),
+        ("maintenance does not stop an operator", with { $0.maintenance = true }, false, .proceed),
+        ("auto off does not stop an operator", with { $0.autoFailover = false }, false, .proceed),
+        ("tie-breaker silent refused", with { $0.tieBreakerReachable = false }, false, .refuse(.tieBreakerUnreachable)),
+        ("tie-breaker silent forced", with { $0.tieBreakerReachable = false }, true, .proceed),
+        ("lag too high refused", with { $0.lagBytes = 5_000_000 }, false, .refuse(.lagTooHigh(bytes: 5_000_000, limit: 1_048_576))),
+        ("lag too high forced", with { $0.lagBytes = 5_000_000 }, true, .proceed),
+        ("busy even when forced", with { $0.effectorBusy = true }, true, .refuse(.effectorBusy)),
+        ("active refused", with { $0.role = .active }, true, .refuse(.notStandby(.active))),
+        ("failed node may be retried", with { $0.role = .failed }, false, .proceed),
+    ]
+
+    @Test func manual() {
+        for (name, inputs, force, verdict) in Self.manualRows {
+            #expect(FailoverPolicy.manualTakeover(inputs, force: force) == verdict, "\(name)")
+        }
+    }
+
+    /// Exhaustive over the boolean inputs and peer states: automatic failover proceeds exactly
+    /// when every condition holds, and never in maintenance.
+    @Test func exhaustive() {
+        for state in PeerState.allCases {
+            for bits in 0..<64 {
+                let inputs = SwitchingInputs(
+                    role: .standby, peerState: state, autoFailover: bits & 1 != 0, maintenance: bits & 2 != 0,
+                    tieBreakerReachable: bits & 4 != 0, hasDatabase: true, lagBytes: bits & 8 != 0 ? 0 : 9_999_999,
+                    effectorBusy: bits & 16 != 0)
+                let expected = state == .dead && bits & 1 != 0 && bits & 2 == 0 && bits & 4 != 0 && bits & 8 != 0 && bits & 16 == 0
+                #expect((FailoverPolicy.automatic(inputs) == .proceed) == expected, "\(state) \(bits)")
+            }
+        }
+    }
+
+    @Test func refusalsReadWell() {
+        #expect(SwitchRefusal.tieBreakerUnreachable.description == "the tie-breaker does not answer: this node may be the one cut off")
+        #expect(SwitchRefusal.lagTooHigh(bytes: 10, limit: 5).description == "the local database is 10 bytes behind the peer (limit 5)")
+    }
+}
+
+@Suite struct SplitBrain {
+    @Test(arguments: [
+        // (local epoch, local priority, local name, peer epoch, peer priority, peer name, local yields)
+        (UInt64(3), 50, "failover", UInt64(4), 100, "installer", true),
+        (5, 50, "failover", 4, 100, "installer", false),
+        (4, 50, "failover", 4, 100, "installer", true),
+        (4, 100, "installer", 4, 50, "failover", false),
+        (4, 70, "b", 4, 70, "a", true),
+        (4, 70, "a", 4, 70, "b", false),
+    ])
+    func lowerEpochYields(le: UInt64, lp: Int, ln: String, pe: UInt64, pp: Int, pn: String, yields: Bool) {
+        #expect(FailoverPolicy.localYields(localEpoch: le, localPriority: lp, localName: ln, peerEpoch: pe, peerPriority: pp, peerName: pn) == yields)
+        // Both nodes always agree: exactly one of them yields.
+        #expect(FailoverPolicy.localYields(localEpoch: pe, localPriority: pp, localName: pn, peerEpoch: le, peerPriority: lp, peerName: ln) != yields)
+    }
+}
+
+@Suite struct RoleTransitions {
+    @Test func takeoverRaisesTheEpochAboveBothAndPersistsItFirst() {
+        var machine = RoleMachine(epoch: 3)
+        let actions = machine.beginTakeover(peerEpoch: 7, reason: "peer dead")
+        #expect(machine.role == .takingOver)
+        #expect(machine.epoch == 8)
+        #expect(actions == [.persistEpoch(8), .roleChanged(from: .standby, to: .takingOver, reason: "peer dead"), .takeover(reason: "peer dead")])
+        #expect(machine.takeoverFinished(success: true, detail: "") == [.roleChanged(from: .takingOver, to: .active, reason: "takeover complete")])
+        #expect(machine.role == .active)
+        // A second takeover while active does nothing.
+        #expect(machine.beginTakeover(peerEpoch: 0, reason: "again").isEmpty)
+    }
+
+    @Test func failedTakeoverCanBeReleasedOrRetried() {
+        var machine = RoleMachine(epoch: 1)
+        _ = machine.beginTakeover(peerEpoch: 1, reason: "r")
+        #expect(machine.takeoverFinished(success: false, detail: "UnitFailed") == [
+            .roleChanged(from: .takingOver, to: .failed, reason: "takeover failed: UnitFailed"),
+        ])
+        #expect(machine.role == .failed)
+        let retry = machine.beginTakeover(peerEpoch: 1, reason: "retry")
+        #expect(retry.contains(.takeover(reason: "retry")))
+        #expect(machine.epoch == 3)
+    }
+
+    @Test func yieldingReleasesToStandby() {
+        var machine = RoleMachine(role: .active, epoch: 4)
+        #expect(machine.beginRelease(reason: "peer has epoch 5") == [
+            .roleChanged(from: .active, to: .releasing, reason: "peer has epoch 5"), .release(reason: "peer has epoch 5"),
+        ])
+        #expect(machine.releaseFinished(success: true, detail: "") == [.roleChanged(from: .releasing, to: .standby, reason: "released")])
+        #expect(machine.role == .standby)
+        #expect(machine.releaseFinished(success: true, detail: "").isEmpty)
+    }
+
+    @Test func standbyFollowsTheHighestEpochItHears() {
+        var machine = RoleMachine(epoch: 2)
+        #expect(machine.observe(peerEpoch: 1).isEmpty)
+        #expect(machine.observe(peerEpoch: 6) == [.persistEpoch(6)])
+        #expect(machine.epoch == 6)
+        var active = RoleMachine(role: .active, epoch: 2)
+        #expect(active.observe(peerEpoch: 9).isEmpty)  // an active node decides by localYields, not by copying
+    }
+}
