@@ -2,6 +2,7 @@
 import ClusterAPI
 import ClusterCore
 import DBusKit
+import Logging
 import SystemSupport
 
 extension HeartbeatMonitor {
@@ -16,9 +17,9 @@ extension HeartbeatMonitor {
         iface.property(P.clusterName, "s", change: .const) { .string(cluster.name) }
         iface.property(P.nodeName, "s", change: .const) { .string(local.name) }
         iface.property(P.role, "s") { [unowned self] in .string(self.role.rawValue) }
-        iface.property(P.epoch, "t") { [unowned self] in .uint64(self.store.state.epoch) }
-        iface.property(P.autoFailover, "b") { .boolean(cluster.autoFailover) }
-        iface.property(P.maintenance, "b") { .boolean(false) }
+        iface.property(P.epoch, "t") { [unowned self] in .uint64(self.roles.epoch) }
+        iface.property(P.autoFailover, "b") { [unowned self] in .boolean(self.autoFailover) }
+        iface.property(P.maintenance, "b") { [unowned self] in .boolean(self.maintenance) }
         iface.property(P.peerName, "s", change: .const) { .string(peer.name) }
         iface.property(P.peerState, "s") { [unowned self] in .string(self.tracker.state.rawValue) }
         iface.property(P.peerRole, "s") { [unowned self] in .string(self.tracker.peerRole?.rawValue ?? "unknown") }
@@ -43,17 +44,52 @@ extension HeartbeatMonitor {
         iface.signal(Heartbeat1.Signal.peerStateChanged, [.init("peer", "s"), .init("old", "s"), .init("new", "s")])
         iface.signal(Heartbeat1.Signal.roleChanged, [.init("old", "s"), .init("new", "s"), .init("reason", "s")])
 
-        // The switching methods are part of the contract; they answer NotSupported
-        // until automatic and manual switching land (they change nothing).
-        let notYet: (MethodInvocation) -> Void = { call in
-            call.fail(.notSupported("\(call.member) is not available yet: this kusu-hbd monitors the peer but does not switch"))
+        // Switchover (the coordinated handover) arrives with the heartbeat-channel protocol;
+        // until then it answers NotSupported and changes nothing.
+        iface.method(Heartbeat1.Method.switchover, flags: .unprivileged) { call in
+            call.fail(.notSupported("Switchover is not available yet: use Release on the active node, then Takeover on the other"))
         }
-        iface.method(Heartbeat1.Method.switchover, flags: .unprivileged, notYet)
-        iface.method(Heartbeat1.Method.takeover, in: [.init("force", "b")], flags: .unprivileged, notYet)
-        iface.method(Heartbeat1.Method.setAutoFailover, in: [.init("enabled", "b")], flags: .unprivileged, notYet)
-        iface.method(Heartbeat1.Method.setMaintenance, in: [.init("enabled", "b")], flags: .unprivileged, notYet)
+        iface.method(Heartbeat1.Method.takeover, in: [.init("force", "b")], flags: .unprivileged) { [unowned self] call in
+            let force = call.arguments.first?.bool ?? false
+            authorize(call, Heartbeat1.Action.takeover, details: ["force": force ? "true" : "false"]) {
+                self.manualTakeover(call, force: force)
+            }
+        }
+        iface.method(Heartbeat1.Method.setAutoFailover, in: [.init("enabled", "b")], flags: .unprivileged) { [unowned self] call in
+            let enabled = call.arguments.first?.bool ?? false
+            authorize(call, Heartbeat1.Action.setAutoFailover, details: ["enabled": enabled ? "true" : "false"]) {
+                self.setSwitch(call, autoFailover: enabled)
+            }
+        }
+        iface.method(Heartbeat1.Method.setMaintenance, in: [.init("enabled", "b")], flags: .unprivileged) { [unowned self] call in
+            let enabled = call.arguments.first?.bool ?? false
+            authorize(call, Heartbeat1.Action.setMaintenance, details: ["enabled": enabled ? "true" : "false"]) {
+                self.setSwitch(call, maintenance: enabled)
+            }
+        }
 
         object.add(iface)
         return object
+    }
+}
+
+extension HeartbeatMonitor {
+    /// Asks polkit (asynchronously; unavailable means denied), then runs `body`.
+    func authorize(_ call: MethodInvocation, _ action: String, details: [String: String], then body: @escaping () -> Void) {
+        polkit.check(action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization) {
+            [unowned self] result in
+            if let error = PolkitAuthority.error(for: result, action: action) {
+                let caller = call.callerCredentials
+                logger.warning(
+                    "heartbeat call denied",
+                    metadata: [
+                        "polkit.action": "\(action)", "dbus.member": "\(call.member)",
+                        "caller.uid": "\(caller.uid.map(String.init) ?? "?")", "caller.pid": "\(caller.pid.map(String.init) ?? "?")",
+                        "error": "\(error.message)",
+                    ])
+                return call.fail(error)
+            }
+            body()
+        }
     }
 }

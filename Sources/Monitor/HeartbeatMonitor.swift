@@ -24,7 +24,18 @@ public final class HeartbeatMonitor {
     var sockets: [HeartbeatSocket] = []
     let generation: UInt64
     var sequence: UInt64 = 0
-    var role: NodeRole = .standby
+    /// This node's role and epoch (persisted through `store`).
+    var roles: RoleMachine
+    var role: NodeRole { roles.role }
+    /// The operator's switches (persisted; auto-failover defaults to the configuration).
+    var autoFailover: Bool
+    var maintenance: Bool
+    /// What the effector last said (nil until it answered).
+    var effector = EffectorView()
+    var effectorPoll: TimerSource?
+    /// The last refusal logged by the automatic decision, so it is logged once, not per heartbeat.
+    var lastAutomaticRefusal: SwitchRefusal?
+    let polkit: PolkitAuthority
     var packetsReceived: UInt64 = 0
     var packetsRejected: UInt64 = 0
     var receiveBuffer = [UInt8](repeating: 0, count: 2048)
@@ -58,6 +69,10 @@ public final class HeartbeatMonitor {
         let generation = max(Self.wallClockMicroseconds(), store.state.generation + 1)
         try store.update { $0.generation = generation }
         self.generation = generation
+        roles = RoleMachine(epoch: store.state.epoch)
+        autoFailover = store.state.autoFailover ?? configuration.cluster.autoFailover
+        maintenance = store.state.maintenance
+        polkit = PolkitAuthority(bus: bus)
         tracker = PeerTracker(
             cluster: configuration.cluster.name, peer: configuration.peerNode.name,
             linkCount: configuration.linkCount,
@@ -90,6 +105,7 @@ public final class HeartbeatMonitor {
             nextSend = loop.now
             sendTimer = try loop.addTimer(at: nextSend, accuracy: .microseconds(500)) { [unowned self] in self.sendHeartbeats() }
             armDeadline()
+            effectorPoll = try loop.addTimer(at: loop.now) { [unowned self] in self.pollEffector() }
         } catch {
             throw MonitorError("cannot start: \(error)")
         }
@@ -112,8 +128,8 @@ public final class HeartbeatMonitor {
         for (link, peerAddress) in configuration.peerNode.addresses.enumerated() {
             let heartbeat = Heartbeat(
                 kind: .heartbeat, role: role, link: UInt8(link),
-                autoFailover: configuration.cluster.autoFailover, maintenance: false,
-                generation: generation, sequence: sequence, epoch: store.state.epoch, lsn: 0, sentAt: now,
+                autoFailover: autoFailover, maintenance: maintenance,
+                generation: generation, sequence: sequence, epoch: roles.epoch, lsn: effector.lsn ?? 0, sentAt: now,
                 cluster: configuration.cluster.name, node: configuration.localNode.name)
             let packet = HeartbeatCodec.encode(heartbeat, key: key)
             guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
@@ -216,7 +232,8 @@ public final class HeartbeatMonitor {
                 } catch {
                     logger.error("cannot emit a signal", metadata: ["error": "\(error)"])
                 }
-                ServiceManager.notify("STATUS=peer \(configuration.peerNode.name) is \(new.rawValue)")
+                ServiceManager.notify("STATUS=\(role.rawValue); peer \(configuration.peerNode.name) is \(new.rawValue)")
+                evaluateAutomatic()
             case .linkChanged(let link, let up):
                 logger.notice(
                     up ? "heartbeat link up" : "heartbeat link down",
@@ -226,8 +243,11 @@ public final class HeartbeatMonitor {
                 logger.info("peer restarted", metadata: ["peer.name": "\(configuration.peerNode.name)", "hb.generation": "\(peerGeneration)"])
             case .roleChanged:
                 changed(Heartbeat1.Property.peerRole)
-            case .epochChanged:
+                resolveTwoActives()
+            case .epochChanged(let peerEpoch):
                 changed(Heartbeat1.Property.peerEpoch)
+                execute(roles.observe(peerEpoch: peerEpoch))
+                resolveTwoActives()
             case .seen:
                 changed(Heartbeat1.Property.peerLastSeenUSec)
                 changed(Heartbeat1.Property.links)

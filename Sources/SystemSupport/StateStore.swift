@@ -5,6 +5,8 @@ import Glibc
 //   generation       this process's boot generation, strictly increasing per start
 //   peer_generation  the highest generation accepted from the peer (replay guard
 //                    across our own restarts)
+//   maintenance      1 while an operator has put the pair in maintenance
+//   auto_failover    0 or 1 when an operator overrode cluster.auto_failover
 //
 // Stored as `key=value` lines in STATE_DIRECTORY/state, replaced atomically.
 
@@ -12,6 +14,9 @@ public struct PersistentState: Equatable, Sendable {
     public var epoch: UInt64 = 0
     public var generation: UInt64 = 0
     public var peerGeneration: UInt64 = 0
+    public var maintenance = false
+    /// An operator's SetAutoFailover; nil = as configured.
+    public var autoFailover: Bool?
     public init() {}
 
     public init(parsing text: String) {
@@ -22,13 +27,16 @@ public struct PersistentState: Equatable, Sendable {
             case "epoch": epoch = value
             case "generation": generation = value
             case "peer_generation": peerGeneration = value
+            case "maintenance": maintenance = value != 0
+            case "auto_failover": autoFailover = value != 0
             default: continue
             }
         }
     }
 
     public var serialized: String {
-        "epoch=\(epoch)\ngeneration=\(generation)\npeer_generation=\(peerGeneration)\n"
+        "epoch=\(epoch)\ngeneration=\(generation)\npeer_generation=\(peerGeneration)\nmaintenance=\(maintenance ? 1 : 0)\n"
+            + (autoFailover.map { "auto_failover=\($0 ? 1 : 0)\n" } ?? "")
     }
 }
 

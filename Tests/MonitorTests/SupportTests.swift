@@ -36,6 +36,11 @@ import Testing
         state.generation = 1_700_000_000_000_000
         state.peerGeneration = 42
         #expect(PersistentState(parsing: state.serialized) == state)
+        state.maintenance = true
+        state.autoFailover = false
+        #expect(PersistentState(parsing: state.serialized) == state)
+        state.autoFailover = nil
+        #expect(PersistentState(parsing: state.serialized) == state)
     }
 
     @Test func toleratesJunkAndUnknownKeys() {

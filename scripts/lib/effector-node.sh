@@ -42,11 +42,13 @@ user = "postgres"
 TOML
 }
 
-# effnode_boot NODE NETNS DIR BINDIR — boot NODE with DIR/units (plus the
-# effector's and PostgreSQL's units) and DIR/kusu-ha.toml, the effector from
-# BINDIR; then reload the bus (new policy) and set up PostgreSQL.
+# effnode_boot NODE NETNS DIR BINDIR [SRC:DEST...] — boot NODE with DIR/units
+# (plus the effector's and PostgreSQL's units), DIR/kusu-ha.toml, the effector
+# from BINDIR and any extra files; then reload the bus (new policy) and set up
+# PostgreSQL.
 effnode_boot() {
     local node=$1 netns=$2 dir=$3 bin=$4 repo
+    shift 4
     repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
     [ -f "$dir/units/kusu-node.target" ] ||
         printf '[Unit]\nDescription=kusu-ha test node\nWants=dbus.service polkit.service\n' >"$dir/units/kusu-node.target"
@@ -58,7 +60,7 @@ effnode_boot() {
         "$repo/dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf" \
         "$repo/dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
         "$repo/polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
-        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" || return 1
+        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" "$@" || return 1
     # Pick up the bus policy and activation file copied in before boot.
     node_exec "$node" systemctl reload dbus.service || return 1
     pgnode_setup "$node"

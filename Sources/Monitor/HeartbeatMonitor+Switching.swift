@@ -1,0 +1,198 @@
+// kusu-hbd's switching: it decides (ClusterCore.FailoverPolicy, RoleMachine) and asks
+// kusu-effectord to act over D-Bus (authorised by polkit for the user kusu-ha).
+//
+// - Automatic failover: when the peer becomes dead (or a switch changes while it is dead),
+//   the policy is asked; on "proceed" the epoch is raised and persisted, then Takeover is
+//   called on the effector. A refusal is logged once, with its reason.
+// - Two actives that hear each other: the one that should yield (lower epoch, then lower
+//   priority) releases at once.
+// - Manual Takeover(force), SetAutoFailover, SetMaintenance: authorised by polkit first.
+import ClusterAPI
+import ClusterCore
+import DBusKit
+import Logging
+import SystemSupport
+
+/// What kusu-hbd last read from the effector (GetAll on org.kusu.Effector1, once a second).
+struct EffectorView {
+    var reachable = false
+    var busy = false
+    /// DatabaseLSN: the primary's current WAL position or the standby's replay position.
+    var lsn: UInt64?
+    var databaseRole: String?
+}
+
+extension HeartbeatMonitor {
+    var effectorName: BusName { BusName.init(stringLiteral: Effector1.busName) }
+    var effectorPath: ObjectPath { ObjectPath.init(stringLiteral: Effector1.objectPath) }
+    var effectorInterface: InterfaceName { InterfaceName.init(stringLiteral: Effector1.interface) }
+
+    /// The inputs of a decision, as known now.
+    var switchingInputs: SwitchingInputs {
+        let database = configuration.database
+        var lag: UInt64?
+        if let local = effector.lsn, effector.reachable {
+            lag = tracker.peerLSN > local ? tracker.peerLSN - local : 0
+        }
+        return SwitchingInputs(
+            role: role, peerState: tracker.state, peerRole: tracker.peerRole, autoFailover: autoFailover,
+            maintenance: maintenance, tieBreakerReachable: configuration.cluster.tieBreakers.isEmpty,
+            hasDatabase: database != nil, lagBytes: lag, maxLagBytes: database?.maxLagBytes ?? 0,
+            effectorBusy: effector.busy)
+    }
+
+    // MARK: Automatic failover
+
+    func evaluateAutomatic() {
+        guard role == .standby, tracker.state == .dead else {
+            lastAutomaticRefusal = nil
+            return
+        }
+        switch FailoverPolicy.automatic(switchingInputs) {
+        case .proceed:
+            lastAutomaticRefusal = nil
+            let reason = "peer \(configuration.peerNode.name) dead on every link"
+            logger.notice("automatic failover", metadata: ["peer.name": "\(configuration.peerNode.name)", "node.epoch": "\(roles.epoch)"])
+            execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason))
+        case .refuse(let refusal):
+            if refusal != lastAutomaticRefusal {
+                lastAutomaticRefusal = refusal
+                logger.warning("no automatic failover", metadata: ["peer.name": "\(configuration.peerNode.name)", "reason": "\(refusal)"])
+            }
+        }
+    }
+
+    /// Two active nodes hear each other: the one that should yield releases now.
+    func resolveTwoActives() {
+        guard role == .active || role == .takingOver, tracker.peerRole == .active || tracker.peerRole == .takingOver,
+              tracker.state == .alive || tracker.state == .late
+        else { return }
+        let local = configuration.localNode
+        let peer = configuration.peerNode
+        guard FailoverPolicy.localYields(
+            localEpoch: roles.epoch, localPriority: local.priority, localName: local.name,
+            peerEpoch: tracker.peerEpoch, peerPriority: peer.priority, peerName: peer.name)
+        else { return }
+        let reason = "peer \(peer.name) is active with epoch \(tracker.peerEpoch) (ours \(roles.epoch)): yielding"
+        logger.notice("two active nodes: yielding", metadata: ["peer.epoch": "\(tracker.peerEpoch)", "node.epoch": "\(roles.epoch)"])
+        execute(roles.beginRelease(reason: reason))
+    }
+
+    // MARK: Actions
+
+    func execute(_ actions: [RoleMachine.Action], then done: ((Result<Void, DBusError>) -> Void)? = nil) {
+        for action in actions {
+            switch action {
+            case .persistEpoch(let epoch):
+                do {
+                    try store.update { $0.epoch = epoch }
+                } catch {
+                    logger.error("cannot persist the epoch", metadata: ["node.epoch": "\(epoch)", "error": "\(error)"])
+                }
+                changed(Heartbeat1.Property.epoch)
+            case .roleChanged(let old, let new, let reason):
+                logger.notice(
+                    "role changed",
+                    metadata: ["node.role.old": "\(old.rawValue)", "node.role": "\(new.rawValue)", "reason": "\(reason)", "node.epoch": "\(roles.epoch)"])
+                changed(Heartbeat1.Property.role)
+                do {
+                    try bus.emitSignal(
+                        path: path, interface: interface, member: MemberName(Heartbeat1.Signal.roleChanged),
+                        [.string(old.rawValue), .string(new.rawValue), .string(reason)])
+                } catch {
+                    logger.error("cannot emit a signal", metadata: ["error": "\(error)"])
+                }
+                ServiceManager.notify("STATUS=\(new.rawValue) (epoch \(roles.epoch)); peer \(configuration.peerNode.name) is \(tracker.state.rawValue)")
+            case .takeover(let reason):
+                callEffector(Effector1.Method.takeover, reason: reason) { [unowned self] result in
+                    let detail: String
+                    switch result {
+                    case .success: detail = ""
+                    case .failure(let error): detail = error.message
+                    }
+                    execute(roles.takeoverFinished(success: detail.isEmpty, detail: detail))
+                    done?(result)
+                }
+            case .release(let reason):
+                callEffector(Effector1.Method.release, reason: reason) { [unowned self] result in
+                    var detail = ""
+                    if case .failure(let error) = result { detail = error.message }
+                    execute(roles.releaseFinished(success: detail.isEmpty, detail: detail))
+                    done?(result)
+                }
+            }
+        }
+    }
+
+    /// Calls Takeover/Release(reason) on the effector (bus-activated on first use).
+    func callEffector(_ member: String, reason: String, completion: @escaping (Result<Void, DBusError>) -> Void) {
+        do {
+            _ = try bus.call(
+                destination: effectorName, path: effectorPath, interface: effectorInterface, member: MemberName(member),
+                [.string(reason)], timeout: .seconds(300)
+            ) { result in completion(result.map { _ in () }) }
+        } catch {
+            completion(.failure(error))
+        }
+    }
+
+    /// Reads the effector's state once a second (its database LSN goes into our heartbeats and
+    /// into the lag check).
+    func pollEffector() {
+        effectorPoll?.reschedule(at: loop.now + .seconds(1))
+        _ = try? bus.getAllProperties(destination: effectorName, path: effectorPath, interface: effectorInterface, timeout: .seconds(2)) {
+            [unowned self] result in
+            let wasBusy = effector.busy
+            switch result {
+            case .success(let properties):
+                effector.reachable = true
+                effector.busy = properties[Effector1.Property.busy]?.bool ?? false
+                effector.lsn = properties[Effector1.Property.databaseLSN]?.uint64
+                effector.databaseRole = properties[Effector1.Property.databaseRole]?.string
+            case .failure:
+                effector = EffectorView()
+            }
+            if wasBusy != effector.busy { evaluateAutomatic() }
+        }
+    }
+
+    // MARK: Operator requests (already authorised)
+
+    func manualTakeover(_ call: MethodInvocation, force: Bool) {
+        switch FailoverPolicy.manualTakeover(switchingInputs, force: force) {
+        case .refuse(let refusal):
+            call.fail(DBusError(name: "org.freedesktop.DBus.Error.Failed", message: "takeover refused: \(refusal)"))
+        case .proceed:
+            let reason = force ? "forced takeover requested by an operator" : "takeover requested by an operator"
+            execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason)) { result in
+                switch result {
+                case .success: call.reply()
+                case .failure(let error): call.fail(error)
+                }
+            }
+        }
+    }
+
+    func setSwitch(_ call: MethodInvocation, autoFailover enabled: Bool? = nil, maintenance on: Bool? = nil) {
+        do {
+            try store.update { state in
+                if let enabled { state.autoFailover = enabled }
+                if let on { state.maintenance = on }
+            }
+        } catch {
+            return call.fail(.failed("cannot persist the setting: \(error)"))
+        }
+        if let enabled, enabled != autoFailover {
+            autoFailover = enabled
+            changed(Heartbeat1.Property.autoFailover)
+            logger.notice("automatic failover switched", metadata: ["ha.auto_failover": "\(enabled)"])
+        }
+        if let on, on != maintenance {
+            maintenance = on
+            changed(Heartbeat1.Property.maintenance)
+            logger.notice("maintenance switched", metadata: ["ha.maintenance": "\(on)"])
+        }
+        call.reply()
+        evaluateAutomatic()
+    }
+}

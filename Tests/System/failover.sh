@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# System test: automatic failover end to end. The failover node is a test-bed
+# node (systemd 252 as PID 1) running kusu-hbd from its own units (socket
+# activation on port 694, user kusu-ha, the hardened unit), kusu-effectord
+# (bus-activated by kusu-hbd's calls, authorised by polkit for kusu-ha), a
+# PostgreSQL standby and a test unit; the installer node's monitor is a plain
+# kusu-hbd in another namespace. Heartbeats cross two links.
+# Shows: maintenance stops automatic action; a manual takeover is refused while
+# the peer is alive; kill -9 of the peer's monitor → the standby takes over
+# (address, database promoted and writable, units) with RoleChanged and a raised,
+# persisted epoch; the returning installer node stays standby (no failback).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../../scripts/lib/testbed.sh"
+. "$here/../../scripts/lib/node.sh"
+. "$here/../../scripts/lib/node-postgres.sh"
+. "$here/../../scripts/lib/effector-node.sh"
+. "$here/harness.sh"
+
+tb_init
+trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
+tb_users
+tb_network
+NODE=kha-$TB_ID-fo
+H=org.kusu.Heartbeat1; HP=/org/kusu/Heartbeat1
+W="$TB_DIR/failover"; mkdir -p "$W/units"
+
+# The installer node's monitor (plain, on its private bus) and the shared key.
+tb_bus a; tb_config a; tb_config b   # tb_config b writes nothing we use but the key's owner check
+cat >"$W/kusu-ha.toml" <<TOML
+[cluster]
+node = "failover"
+auth_key_file = "/etc/kusu-ha/authkey"
+tie_breakers = []
+
+[[nodes]]
+name = "installer"
+priority = 100
+addresses = ["198.18.0.11", "198.18.4.11"]
+
+[[nodes]]
+name = "failover"
+priority = 50
+addresses = ["198.18.0.12", "198.18.4.12"]
+
+[[addresses]]
+address = "198.18.0.100/24"
+interface = "eth0"
+
+[units]
+start = ["kusu-ok.service"]
+
+[database]
+unit = "kusu-pg-standby.service"
+socket_directory = "/run/kusu-pg"
+port = 5434
+data_directory = "/var/lib/postgresql/kusu-standby"
+user = "postgres"
+TOML
+printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$W/units/kusu-ok.service"
+cp "$TB_REPO/systemd/kusu-hbd.service" "$TB_REPO/systemd/kusu-hbd.socket" "$W/units/"
+cp "$TB_DIR/authkey" "$W/authkey"
+effnode_boot "$NODE" "$(tb_ns b)" "$W" "$TB_BIN" \
+    "$TB_BIN/kusu-hbd:/usr/sbin/kusu-hbd" "$W/authkey:/etc/kusu-ha/authkey" \
+    "$TB_REPO/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" \
+    || tb_die "the node did not come up"
+node_exec "$NODE" sh -c 'chown kusu-ha:kusu-ha /etc/kusu-ha/authkey && chmod 0400 /etc/kusu-ha/authkey'
+node_exec "$NODE" systemctl reload dbus.service
+t_pass "failover node booted with PostgreSQL standby (boot ${NODE_BOOT_MS} ms)"
+
+nprop() { busctl --address="$(node_bus "$NODE")" get-property $H $HP $H "$1" 2>/dev/null | sed -E 's/^[a-z()]+ //; s/^"(.*)"$/\1/'; }
+nprop_is() { [ "$(nprop "$1")" = "$2" ]; }
+vip_held() { node_exec "$NODE" ip -4 addr show dev eth0 | grep -q 'inet 198.18.0.100/24'; }
+in_recovery() { pgnode_sql "$NODE" 5434 "SELECT pg_is_in_recovery()"; }
+
+tb_hbd_start a
+node_exec "$NODE" systemctl start kusu-hbd.socket kusu-hbd.service
+t_eq "kusu-hbd.service is active in the node" "$(node_exec "$NODE" systemctl is-active kusu-hbd.service)" active
+if tb_poll 5 nprop_is PeerState alive && tb_poll 5 tb_prop_is a PeerState alive; then
+    t_pass "both monitors see each other (the node's through socket activation on port 694)"
+else
+    t_fail "both monitors see each other" "node: $(nprop PeerState) a: $(tb_prop a PeerState); $(node_exec "$NODE" journalctl -u kusu-hbd --no-pager | tail -5)"
+fi
+hbd_pid=$(node_exec "$NODE" systemctl show -P MainPID kusu-hbd.service)
+t_eq "kusu-hbd runs as kusu-ha in the node" "$(node_exec "$NODE" ps -o user= -p "$hbd_pid")" kusu-ha
+t_eq "Role is standby" "$(nprop Role)" standby
+t_eq "Epoch starts at 0" "$(nprop Epoch)" 0
+tb_poll 5 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 DatabaseRole)\" = 's \"standby\"' ]"
+
+dbus-monitor --address "$(node_bus "$NODE")" --monitor "type='signal',interface='$H',member='RoleChanged'" >"$W/roles.log" 2>&1 &
+tb_track $!
+tb_poll 5 grep -q 'member=NameAcquired\|member=NameLost' "$W/roles.log"
+
+# --- a manual takeover is refused while the peer is alive ---------------------------------
+out=$(node_exec "$NODE" busctl call $H $HP $H Takeover b false 2>&1)
+t_match "Takeover(false) is refused while the peer is alive" "$out" 'refused: the peer is alive'
+vip_held && t_fail "nothing taken by the refused takeover" || t_pass "nothing taken by the refused takeover"
+
+# --- maintenance: the peer dies, nothing happens -------------------------------------------
+t_eq "root may set maintenance (polkit)" "$(node_exec "$NODE" busctl call $H $HP $H SetMaintenance b true 2>&1)" ""
+t_eq "Maintenance is on" "$(nprop Maintenance)" true
+kill -KILL "$(tb_hbd_pid a)"
+tb_poll 5 nprop_is PeerState dead || t_fail "the peer is seen dead"
+# A bounded wait for something that must NOT happen: a takeover would start at once.
+if tb_poll 2 vip_held; then t_fail "no takeover in maintenance"; else t_pass "no takeover in maintenance (peer dead for 2 s)"; fi
+t_eq "still standby in maintenance" "$(nprop Role)" standby
+t_check "the refusal is logged with its reason" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-hbd -o verbose --no-pager) | grep -q 'REASON=the pair is in maintenance'"
+tb_hbd_start a
+tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
+t_eq "maintenance off" "$(node_exec "$NODE" busctl call $H $HP $H SetMaintenance b false 2>&1)" ""
+
+# --- automatic failover ----------------------------------------------------------------------
+t_kill=$(date +%s%N)
+kill -KILL "$(tb_hbd_pid a)"
+if tb_poll 10 vip_held; then
+    t_vip=$(date +%s%N)
+    t_pass "after kill -9 of the peer's monitor the standby holds the address ($(( (t_vip - t_kill) / 1000000 )) ms)"
+else
+    t_fail "the standby takes the address" "$(node_exec "$NODE" journalctl -u kusu-hbd -u kusu-effectord --no-pager | tail -15)"
+fi
+written=""
+for _ in $(seq 1 200); do
+    written=$(pgnode_sql "$NODE" 5434 "INSERT INTO rows (note) VALUES ('after failover') RETURNING note" 2>/dev/null) && break
+    sleep 0.02
+done
+t_eq "the database is promoted and writable" "$written" "after failover"
+echo "# kill → first successful write: $(( ($(date +%s%N) - t_kill) / 1000000 )) ms (dead_ms 1000)"
+t_eq "pg_is_in_recovery is false" "$(in_recovery)" f
+tb_poll 5 nprop_is Role active
+t_eq "Role is active" "$(nprop Role)" active
+t_eq "Epoch raised to 1" "$(nprop Epoch)" 1
+t_eq "the epoch is persisted" "$(node_exec "$NODE" sed -n 's/^epoch=//p' /var/lib/kusu-ha/state)" 1
+t_eq "the unit runs" "$(node_exec "$NODE" systemctl is-active kusu-ok.service)" active
+t_check "RoleChanged standby → taking-over was emitted" bash -c "grep -A3 'member=RoleChanged' '$W/roles.log' | tr -d '\n' | grep -q 'string \"standby\" *string \"taking-over\"'"
+t_check "RoleChanged taking-over → active was emitted" bash -c "grep -A3 'member=RoleChanged' '$W/roles.log' | tr -d '\n' | grep -q 'string \"taking-over\" *string \"active\"'"
+t_check "the effector logged the takeover requested by kusu-ha" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | tr '\n' ' ' | grep -q 'CALLER_UID=$(id -u kusu-ha) .*OP_NAME=Takeover.*OP_REASON=peer installer dead on every link'"
+
+# --- the installer node comes back: it stays standby (no failback) --------------------------
+tb_hbd_start a
+tb_poll 5 tb_prop_is a PeerState alive
+t_eq "the returning installer node sees the failover node active" "$(tb_prop a PeerRole)" active
+t_eq "... with epoch 1" "$(tb_prop a PeerEpoch)" 1
+t_eq "the returning installer node stays standby" "$(tb_prop a Role)" standby
+t_eq "the failover node stays active" "$(nprop Role)" active
+vip_held && t_pass "the failover node keeps the address" || t_fail "the failover node keeps the address"
+
+score=$(node_exec "$NODE" systemd-analyze security kusu-hbd.service 2>/dev/null | tail -1)
+echo "# systemd-analyze security in the node: $score"
+t_summary
