@@ -27,6 +27,7 @@ let package = Package(
     products: [
         .executable(name: "kusu-hbd", targets: ["kusu-hbd"]),
         .executable(name: "kusu-effectord", targets: ["kusu-effectord"]),
+        .executable(name: "kusu-ha", targets: ["kusu-ha"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -93,6 +94,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The administrator's client: proxies, status model and rendering (testable), then the CLI.
+        .target(
+            name: "HAClient",
+            dependencies: ["DBusKit", "ClusterAPI", "ClusterCore"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kusu-ha",
+            dependencies: [
+                "HAClient", "DBusKit", "ClusterAPI", "ClusterCore", "SystemSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Test tool (not installed): drives UnitManager against a systemd (Tests/System/units.sh).
         .executableTarget(name: "unit-manager-probe", dependencies: ["Effector", "DBusKit"], swiftSettings: swiftSettings),
         // Test tool (not installed): crafts heartbeat packets, valid and hostile.
@@ -107,6 +122,7 @@ let package = Package(
         .testTarget(name: "DBusKitTests", dependencies: ["DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorTests", dependencies: ["Effector", "DBusKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "HAClientTests", dependencies: ["HAClient", "DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorDatabaseTests", dependencies: ["Effector", "ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorNetTests", dependencies: ["Effector", "CNetlink", "ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(

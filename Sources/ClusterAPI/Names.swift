@@ -37,6 +37,7 @@ public enum Heartbeat1 {
         public static let takeover = "Takeover"
         public static let setAutoFailover = "SetAutoFailover"
         public static let setMaintenance = "SetMaintenance"
+        public static let preflight = "Preflight"
     }
 
     /// polkit action ids, one per mutating method.

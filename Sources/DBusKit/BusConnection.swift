@@ -219,10 +219,17 @@ public final class BusConnection {
 
     /// Calls a method and waits for the reply, blocking the thread (other events
     /// of the loop are not processed meanwhile). For CLIs and tests only.
+    /// `interactive`: set ALLOW_INTERACTIVE_AUTHORIZATION on the call, so that the
+    /// service may have polkit ask the caller's authentication agent (as systemctl does).
     public func callSync(destination: BusName, path: ObjectPath, interface: InterfaceName, member: MemberName,
-                         _ arguments: [Value] = [], timeout: Duration = .seconds(25)) throws(DBusError) -> [Value] {
+                         _ arguments: [Value] = [], timeout: Duration = .seconds(25),
+                         interactive: Bool = false) throws(DBusError) -> [Value] {
         let m = try newCall(destination, path, interface, member, arguments)
         defer { sd_bus_message_unref(m) }
+        if interactive {
+            try check("sd_bus_message_set_allow_interactive_authorization",
+                      sd_bus_message_set_allow_interactive_authorization(m, 1))
+        }
         var error = sd_bus_error()
         defer { sd_bus_error_free(&error) }
         var reply: OpaquePointer?

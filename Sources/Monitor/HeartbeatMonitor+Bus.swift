@@ -55,6 +55,15 @@ extension HeartbeatMonitor {
                 self.manualTakeover(call, force: force)
             }
         }
+        iface.method(
+            Heartbeat1.Method.preflight, in: [.init("operation", "s")], out: [.init("allowed", "b"), .init("reason", "s")],
+            flags: .unprivileged  // anyone may ask; it changes nothing
+        ) { [unowned self] call in
+            switch self.preflight(call.arguments.first?.string ?? "") {
+            case .success(let verdict): call.reply([.boolean(verdict.allowed), .string(verdict.reason)])
+            case .failure(let error): call.fail(error)
+            }
+        }
         iface.method(Heartbeat1.Method.setAutoFailover, in: [.init("enabled", "b")], flags: .unprivileged) { [unowned self] call in
             let enabled = call.arguments.first?.bool ?? false
             authorize(call, Heartbeat1.Action.setAutoFailover, details: ["enabled": enabled ? "true" : "false"]) {

@@ -156,6 +156,25 @@ extension HeartbeatMonitor {
         }
     }
 
+    // MARK: Pre-flight
+
+    /// Whether `operation` would be allowed now, and why not.
+    func preflight(_ operation: String) -> Result<(allowed: Bool, reason: String), DBusError> {
+        let verdict: SwitchVerdict
+        switch operation {
+        case "takeover": verdict = FailoverPolicy.manualTakeover(switchingInputs, force: false)
+        case "force-takeover": verdict = FailoverPolicy.manualTakeover(switchingInputs, force: true)
+        case "automatic": verdict = FailoverPolicy.automatic(switchingInputs)
+        case "switchover": return .success((false, "switchover is not available yet"))
+        default:
+            return .failure(.invalidArgs("unknown operation '\(operation)': use takeover, force-takeover, automatic or switchover"))
+        }
+        switch verdict {
+        case .proceed: return .success((true, ""))
+        case .refuse(let refusal): return .success((false, refusal.description))
+        }
+    }
+
     // MARK: Operator requests (already authorised)
 
     func manualTakeover(_ call: MethodInvocation, force: Bool) {

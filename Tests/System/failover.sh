@@ -91,7 +91,10 @@ dbus-monitor --address "$(node_bus "$NODE")" --monitor "type='signal',interface=
 tb_track $!
 tb_poll 5 grep -q 'member=NameAcquired\|member=NameLost' "$W/roles.log"
 
-# --- a manual takeover is refused while the peer is alive ---------------------------------
+# --- pre-flight and a manual takeover refused while the peer is alive ----------------------
+t_eq "Preflight(takeover) says no, and why" "$(node_exec "$NODE" setpriv --reuid=nobody --regid=nogroup --clear-groups busctl call $H $HP $H Preflight s takeover 2>&1)" 'bs false "the peer is alive; use force to take over anyway"'
+t_eq "Preflight(automatic) says no while the peer is alive" "$(node_exec "$NODE" busctl call $H $HP $H Preflight s automatic 2>&1)" 'bs false "the peer is alive, not dead on every link"'
+t_match "Preflight of an unknown operation is InvalidArgs" "$(node_exec "$NODE" busctl call $H $HP $H Preflight s dance 2>&1)" "unknown operation 'dance'"
 out=$(node_exec "$NODE" busctl call $H $HP $H Takeover b false 2>&1)
 t_match "Takeover(false) is refused while the peer is alive" "$out" 'refused: the peer is alive'
 vip_held && t_fail "nothing taken by the refused takeover" || t_pass "nothing taken by the refused takeover"

@@ -1,0 +1,166 @@
+// Rendering of ClusterStatus: a compact text layout and JSON.
+
+/// "0.2 s ago", "5 min ago", "never" — the age of a CLOCK_REALTIME µs stamp.
+public func age(_ usec: UInt64, now: UInt64) -> String {
+    if usec == 0 { return "never" }
+    let d = now > usec ? now - usec : 0
+    if d < 10_000_000 {
+        let tenths = (d + 50_000) / 100_000
+        return "\(tenths / 10).\(tenths % 10) s ago"
+    }
+    let s = d / 1_000_000
+    if s < 120 { return "\(s) s ago" }
+    if s < 7200 { return "\(s / 60) min ago" }
+    if s < 172_800 { return "\(s / 3600) h ago" }
+    return "\(s / 86400) d ago"
+}
+
+/// "0 B", "512 B", "1.5 KiB", "3.0 MiB".
+public func byteCount(_ n: UInt64) -> String {
+    if n < 1024 { return "\(n) B" }
+    var unit = 0
+    var scaled = n * 10 / 1024 // tenths
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB"]
+    while scaled >= 10240 && unit < units.count - 1 {
+        scaled /= 1024
+        unit += 1
+    }
+    return "\(scaled / 10).\(scaled % 10) \(units[unit])"
+}
+
+private func onOff(_ b: Bool) -> String { b ? "on" : "off" }
+
+extension ClusterStatus {
+    /// The text layout of `kusu-ha status`, one fact per line, ending with "\n".
+    ///
+    ///     cluster kusu, node installer: active, epoch 4
+    ///     peer failover: alive, role standby, epoch 4, seen 0.1 s ago
+    ///       link0 198.18.0.12: up, seen 0.1 s ago
+    ///     auto-failover: on, maintenance: off, tie-breaker: reachable
+    ///     addresses: 198.18.0.100/24
+    ///     database: primary, timeline 2, lag 0 B
+    ///     units: kusu-ok.service active, kusu-slow.service active
+    ///     last operation: Takeover (peer dead) succeeded 3 s ago
+    public func renderText() -> String {
+        var lines: [String] = []
+        var head = [clusterName.map { "cluster \($0)" }, nodeName.map { "node \($0)" }].compactMap { $0 }
+            .joined(separator: ", ")
+        switch heartbeat {
+        case .running(let h):
+            head += (head.isEmpty ? "" : ": ") + "\(h.role), epoch \(h.epoch)"
+            lines.append(head)
+            var peer = "peer \(h.peerName.isEmpty ? "?" : h.peerName): \(h.peerState)"
+            if h.peerRole != "unknown" { peer += ", role \(h.peerRole), epoch \(h.peerEpoch)" }
+            peer += ", seen \(age(h.peerLastSeenUSec, now: nowUSec))"
+            lines.append(peer)
+            for l in h.links {
+                let seen = l.lastSeenUSec == 0 ? "never seen" : "seen \(age(l.lastSeenUSec, now: nowUSec))"
+                lines.append("  \(l.name) \(l.peerAddress): \(l.up ? "up" : "down"), \(seen)")
+            }
+            lines.append("auto-failover: \(onOff(h.autoFailover)), maintenance: \(onOff(h.maintenance)), "
+                + "tie-breaker: \(h.tieBreakerReachable ? "reachable" : "unreachable")")
+        case .unavailable(let why):
+            if !head.isEmpty { lines.append(head) }
+            lines.append("heartbeat: \(why)")
+        }
+        switch effector {
+        case .running(let e):
+            lines.append("addresses: " + (e.addresses.isEmpty ? "none held here" : e.addresses.joined(separator: ", ")))
+            var db = "database: \(e.databaseRole)"
+            if e.databaseRole == "primary" || e.databaseRole == "standby" {
+                db += ", timeline \(e.databaseTimeline), lag \(byteCount(e.replicationLagBytes))"
+            }
+            lines.append(db)
+            lines.append("units: " + (e.units.isEmpty ? "none configured"
+                : e.units.map { "\($0.name) \($0.state)" }.joined(separator: ", ")))
+            if e.busy { lines.append("effector: busy") }
+            if let op = e.lastOperation {
+                var text = "last operation: \(op.name)"
+                if !op.reason.isEmpty && op.reason != op.name { text += " (\(op.reason))" }
+                text += op.success ? " succeeded" : " failed"
+                text += " \(age(op.finishedUSec, now: nowUSec))"
+                if !op.success && !op.error.isEmpty { text += ": \(op.error)" }
+                lines.append(text)
+            } else {
+                lines.append("last operation: none")
+            }
+        case .unavailable(let why):
+            lines.append("effector: \(why)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The JSON document of `kusu-ha status --json`. Stable keys (a test pins them):
+    ///
+    ///     cluster            string|null  cluster name (kusu-hbd's, else the configuration's)
+    ///     node               string|null  this node's name (likewise)
+    ///     now_usec           number       CLOCK_REALTIME µs when gathered
+    ///     heartbeat          object       kusu-hbd (org.kusu.Heartbeat1):
+    ///       running            bool
+    ///       error              string|null  why it is not available (then nothing else follows)
+    ///       role, epoch, auto_failover, maintenance, tie_breaker_reachable,
+    ///       packets_received, packets_rejected
+    ///       peer               {name, state, role, epoch, last_seen_usec}
+    ///       links              [{name, address, up, last_seen_usec}]
+    ///     effector           object       kusu-effectord (org.kusu.Effector1):
+    ///       running            bool
+    ///       error              string|null
+    ///       addresses          [string]     floating addresses held here (address/prefix)
+    ///       database           {role, timeline, lag_bytes, lsn}
+    ///       units              [{name, state}]
+    ///       busy               bool
+    ///       last_operation     {name, reason, finished_usec, success, error} | null
+    ///
+    /// µs timestamps are CLOCK_REALTIME, 0 = never.
+    public func json() -> JSON {
+        var hb: [(String, JSON)]
+        switch heartbeat {
+        case .running(let h):
+            hb = [
+                ("running", .bool(true)), ("error", .null),
+                ("role", .string(h.role)), ("epoch", .number(h.epoch)),
+                ("auto_failover", .bool(h.autoFailover)), ("maintenance", .bool(h.maintenance)),
+                ("tie_breaker_reachable", .bool(h.tieBreakerReachable)),
+                ("packets_received", .number(h.packetsReceived)), ("packets_rejected", .number(h.packetsRejected)),
+                ("peer", .object([
+                    ("name", .string(h.peerName)), ("state", .string(h.peerState)), ("role", .string(h.peerRole)),
+                    ("epoch", .number(h.peerEpoch)), ("last_seen_usec", .number(h.peerLastSeenUSec)),
+                ])),
+                ("links", .array(h.links.map { l in .object([
+                    ("name", .string(l.name)), ("address", .string(l.peerAddress)),
+                    ("up", .bool(l.up)), ("last_seen_usec", .number(l.lastSeenUSec)),
+                ]) })),
+            ]
+        case .unavailable(let why):
+            hb = [("running", .bool(false)), ("error", .string(why))]
+        }
+        var ef: [(String, JSON)]
+        switch effector {
+        case .running(let e):
+            ef = [
+                ("running", .bool(true)), ("error", .null),
+                ("addresses", .array(e.addresses.map { .string($0) })),
+                ("database", .object([
+                    ("role", .string(e.databaseRole)), ("timeline", .number(UInt64(e.databaseTimeline))),
+                    ("lag_bytes", .number(e.replicationLagBytes)), ("lsn", .number(e.databaseLSN)),
+                ])),
+                ("units", .array(e.units.map { .object([("name", .string($0.name)), ("state", .string($0.state))]) })),
+                ("busy", .bool(e.busy)),
+                ("last_operation", e.lastOperation.map { op in .object([
+                    ("name", .string(op.name)), ("reason", .string(op.reason)),
+                    ("finished_usec", .number(op.finishedUSec)), ("success", .bool(op.success)),
+                    ("error", .string(op.error)),
+                ]) } ?? .null),
+            ]
+        case .unavailable(let why):
+            ef = [("running", .bool(false)), ("error", .string(why))]
+        }
+        return .object([
+            ("cluster", clusterName.map { .string($0) } ?? .null),
+            ("node", nodeName.map { .string($0) } ?? .null),
+            ("now_usec", .number(nowUSec)),
+            ("heartbeat", .object(hb)),
+            ("effector", .object(ef)),
+        ])
+    }
+}

@@ -1,0 +1,171 @@
+// The status model: what `kusu-ha status` shows, gathered with
+// org.freedesktop.DBus.Properties.GetAll from both services.
+public import DBusKit
+import ClusterAPI
+
+/// One heartbeat link as org.kusu.Heartbeat1.Links reports it (a(ssbt)).
+public struct LinkStatus: Sendable, Equatable {
+    public var name: String
+    public var peerAddress: String
+    public var up: Bool
+    /// CLOCK_REALTIME µs of the last valid heartbeat on this link, 0 = never.
+    public var lastSeenUSec: UInt64
+
+    public init(name: String, peerAddress: String, up: Bool, lastSeenUSec: UInt64) {
+        self.name = name
+        self.peerAddress = peerAddress
+        self.up = up
+        self.lastSeenUSec = lastSeenUSec
+    }
+}
+
+/// The properties of org.kusu.Heartbeat1 (kusu-hbd).
+public struct HeartbeatStatus: Sendable, Equatable {
+    public var clusterName = ""
+    public var nodeName = ""
+    public var role = "unknown"
+    public var epoch: UInt64 = 0
+    public var autoFailover = false
+    public var maintenance = false
+    public var peerName = ""
+    public var peerState = "unknown"
+    public var peerRole = "unknown"
+    public var peerEpoch: UInt64 = 0
+    public var peerLastSeenUSec: UInt64 = 0
+    public var links: [LinkStatus] = []
+    public var tieBreakerReachable = false
+    public var packetsReceived: UInt64 = 0
+    public var packetsRejected: UInt64 = 0
+
+    public init() {}
+
+    /// From a GetAll reply; missing or mistyped properties keep their defaults.
+    public init(properties p: [String: Value]) {
+        typealias K = Heartbeat1.Property
+        clusterName = p[K.clusterName]?.string ?? clusterName
+        nodeName = p[K.nodeName]?.string ?? nodeName
+        role = p[K.role]?.string ?? role
+        epoch = p[K.epoch]?.uint64 ?? epoch
+        autoFailover = p[K.autoFailover]?.bool ?? autoFailover
+        maintenance = p[K.maintenance]?.bool ?? maintenance
+        peerName = p[K.peerName]?.string ?? peerName
+        peerState = p[K.peerState]?.string ?? peerState
+        peerRole = p[K.peerRole]?.string ?? peerRole
+        peerEpoch = p[K.peerEpoch]?.uint64 ?? peerEpoch
+        peerLastSeenUSec = p[K.peerLastSeenUSec]?.uint64 ?? peerLastSeenUSec
+        links = (p[K.links]?.array ?? []).compactMap { v in
+            guard let f = v.structure, f.count == 4, let name = f[0].string, let address = f[1].string,
+                  let up = f[2].bool, let seen = f[3].uint64 else { return nil }
+            return LinkStatus(name: name, peerAddress: address, up: up, lastSeenUSec: seen)
+        }
+        tieBreakerReachable = p[K.tieBreakerReachable]?.bool ?? tieBreakerReachable
+        packetsReceived = p[K.packetsReceived]?.uint64 ?? packetsReceived
+        packetsRejected = p[K.packetsRejected]?.uint64 ?? packetsRejected
+    }
+}
+
+/// org.kusu.Effector1.LastOperation ((sstbs)).
+public struct OperationRecord: Sendable, Equatable {
+    public var name: String
+    public var reason: String
+    /// CLOCK_REALTIME µs when it finished.
+    public var finishedUSec: UInt64
+    public var success: Bool
+    public var error: String
+
+    public init(name: String, reason: String, finishedUSec: UInt64, success: Bool, error: String) {
+        self.name = name
+        self.reason = reason
+        self.finishedUSec = finishedUSec
+        self.success = success
+        self.error = error
+    }
+
+    init?(_ v: Value?) {
+        guard let f = v?.structure, f.count == 5, let name = f[0].string, let reason = f[1].string,
+              let finished = f[2].uint64, let success = f[3].bool, let error = f[4].string else { return nil }
+        // The effector reports an empty name before its first operation.
+        if name.isEmpty { return nil }
+        self.init(name: name, reason: reason, finishedUSec: finished, success: success, error: error)
+    }
+}
+
+/// One configured unit and its ActiveState.
+public struct UnitStatus: Sendable, Equatable {
+    public var name: String
+    public var state: String
+
+    public init(name: String, state: String) {
+        self.name = name
+        self.state = state
+    }
+}
+
+/// The properties of org.kusu.Effector1 (kusu-effectord).
+public struct EffectorStatus: Sendable, Equatable {
+    public var addresses: [String] = []
+    public var databaseRole = "unknown"
+    public var replicationLagBytes: UInt64 = 0
+    public var databaseLSN: UInt64 = 0
+    public var databaseTimeline: UInt32 = 0
+    public var units: [UnitStatus] = []
+    public var busy = false
+    public var lastOperation: OperationRecord?
+
+    public init() {}
+
+    public init(properties p: [String: Value]) {
+        typealias K = Effector1.Property
+        addresses = (p[K.addresses]?.array ?? []).compactMap(\.string)
+        databaseRole = p[K.databaseRole]?.string ?? databaseRole
+        replicationLagBytes = p[K.replicationLagBytes]?.uint64 ?? replicationLagBytes
+        databaseLSN = p[K.databaseLSN]?.uint64 ?? databaseLSN
+        databaseTimeline = p[K.databaseTimeline]?.uint32 ?? databaseTimeline
+        units = (p[K.units]?.array ?? []).compactMap { v in
+            guard let f = v.structure, f.count == 2, let n = f[0].string, let s = f[1].string else { return nil }
+            return UnitStatus(name: n, state: s)
+        }
+        busy = p[K.busy]?.bool ?? busy
+        lastOperation = OperationRecord(p[K.lastOperation])
+    }
+}
+
+/// A service's part of the status: its properties, or why they are missing.
+public enum Part<T: Sendable & Equatable>: Sendable, Equatable {
+    case running(T)
+    /// The one-line explanation (e.g. "kusu-hbd is not running").
+    case unavailable(String)
+
+    public var value: T? { if case .running(let v) = self { v } else { nil } }
+}
+
+/// Everything `kusu-ha status` shows.
+public struct ClusterStatus: Sendable, Equatable {
+    public var heartbeat: Part<HeartbeatStatus>
+    public var effector: Part<EffectorStatus>
+    /// Names from the configuration file, if it was readable (used when kusu-hbd is absent).
+    public var configuredCluster: String?
+    public var configuredNode: String?
+    /// CLOCK_REALTIME µs when it was gathered (for "seen 0.2 s ago").
+    public var nowUSec: UInt64
+
+    public init(heartbeat: Part<HeartbeatStatus>, effector: Part<EffectorStatus>,
+                configuredCluster: String? = nil, configuredNode: String? = nil, nowUSec: UInt64) {
+        self.heartbeat = heartbeat
+        self.effector = effector
+        self.configuredCluster = configuredCluster
+        self.configuredNode = configuredNode
+        self.nowUSec = nowUSec
+    }
+
+    /// The cluster name: kusu-hbd's, else the configuration's.
+    public var clusterName: String? {
+        if let h = heartbeat.value, !h.clusterName.isEmpty { return h.clusterName }
+        return configuredCluster
+    }
+
+    public var nodeName: String? {
+        if let h = heartbeat.value, !h.nodeName.isEmpty { return h.nodeName }
+        return configuredNode
+    }
+}

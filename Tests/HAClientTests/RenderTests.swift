@@ -1,0 +1,224 @@
+import DBusKit
+import HAClient
+import Testing
+
+@Suite struct TextRendering {
+    @Test func activeNode() {
+        #expect(activeStatus().renderText() == """
+            cluster kusu, node installer: active, epoch 4
+            peer failover: alive, role standby, epoch 4, seen 0.2 s ago
+              link0 198.18.0.12: up, seen 0.2 s ago
+              link1 198.18.4.12: down, seen 95 s ago
+            auto-failover: on, maintenance: off, tie-breaker: reachable
+            addresses: 198.18.0.100/24
+            database: primary, timeline 2, lag 1.5 KiB
+            units: kusu-ok.service active, kusu-slow.service activating
+            last operation: Takeover (peer dead) succeeded 3.0 s ago
+
+            """)
+    }
+
+    @Test func monitorAbsent() {
+        #expect(standbyWithoutMonitor().renderText() == """
+            cluster kusu, node failover
+            heartbeat: kusu-hbd is not running
+            addresses: none held here
+            database: standby, timeline 1, lag 0 B
+            units: kusu-ok.service inactive
+            effector: busy
+            last operation: StartUnits failed 10 min ago: kusu-fails.service: failed
+
+            """)
+    }
+
+    @Test func nothingRunning() {
+        let s = ClusterStatus(heartbeat: .unavailable("kusu-hbd is not running"),
+                              effector: .unavailable("kusu-effectord is not running"), nowUSec: now)
+        #expect(s.renderText() == "heartbeat: kusu-hbd is not running\neffector: kusu-effectord is not running\n")
+    }
+
+    @Test func peerNeverHeard() {
+        var h = HeartbeatStatus()
+        h.clusterName = "kusu"
+        h.nodeName = "installer"
+        h.role = "standby"
+        h.peerName = "failover"
+        h.links = [LinkStatus(name: "link0", peerAddress: "198.18.0.12", up: false, lastSeenUSec: 0)]
+        let s = ClusterStatus(heartbeat: .running(h), effector: .unavailable("kusu-effectord is not running"), nowUSec: now)
+        #expect(s.renderText() == """
+            cluster kusu, node installer: standby, epoch 0
+            peer failover: unknown, seen never
+              link0 198.18.0.12: down, never seen
+            auto-failover: off, maintenance: off, tie-breaker: unreachable
+            effector: kusu-effectord is not running
+
+            """)
+    }
+
+    static let ageCases: [(UInt64, String)] = [
+        (0, "never"), (now, "0.0 s ago"), (now - 9_949_999, "9.9 s ago"), (now - 10_000_000, "10 s ago"),
+        (now - 119_000_000, "119 s ago"), (now - 7_199_000_000, "119 min ago"), (now - 7_200_000_000, "2 h ago"),
+        (now - 3 * 86_400_000_000, "3 d ago"), (now + 5_000_000, "0.0 s ago"),
+    ]
+
+    @Test(arguments: ageCases)
+    func ages(stamp: UInt64, text: String) {
+        #expect(age(stamp, now: now) == text)
+    }
+
+    static let byteCases: [(UInt64, String)] = [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
+                      (5 * 1024 * 1024, "5.0 MiB"), (3 << 30, "3.0 GiB")]
+
+    @Test(arguments: byteCases)
+    func bytes(n: UInt64, text: String) {
+        #expect(byteCount(n) == text)
+    }
+}
+
+@Suite struct JSONRendering {
+    @Test func activeNodeGolden() {
+        #expect(activeStatus().json().rendered() == """
+            {
+              "cluster": "kusu",
+              "node": "installer",
+              "now_usec": 1735689600000000,
+              "heartbeat": {
+                "running": true,
+                "error": null,
+                "role": "active",
+                "epoch": 4,
+                "auto_failover": true,
+                "maintenance": false,
+                "tie_breaker_reachable": true,
+                "packets_received": 1200,
+                "packets_rejected": 3,
+                "peer": {
+                  "name": "failover",
+                  "state": "alive",
+                  "role": "standby",
+                  "epoch": 4,
+                  "last_seen_usec": 1735689599850000
+                },
+                "links": [
+                  {
+                    "name": "link0",
+                    "address": "198.18.0.12",
+                    "up": true,
+                    "last_seen_usec": 1735689599850000
+                  },
+                  {
+                    "name": "link1",
+                    "address": "198.18.4.12",
+                    "up": false,
+                    "last_seen_usec": 1735689505000000
+                  }
+                ]
+              },
+              "effector": {
+                "running": true,
+                "error": null,
+                "addresses": [
+                  "198.18.0.100/24"
+                ],
+                "database": {
+                  "role": "primary",
+                  "timeline": 2,
+                  "lag_bytes": 1536,
+                  "lsn": 50331744
+                },
+                "units": [
+                  {
+                    "name": "kusu-ok.service",
+                    "state": "active"
+                  },
+                  {
+                    "name": "kusu-slow.service",
+                    "state": "activating"
+                  }
+                ],
+                "busy": false,
+                "last_operation": {
+                  "name": "Takeover",
+                  "reason": "peer dead",
+                  "finished_usec": 1735689597000000,
+                  "success": true,
+                  "error": ""
+                }
+              }
+            }
+            """)
+    }
+
+    /// The keys scripts rely on: changing them breaks users, so this list changes only deliberately.
+    @Test func keysAreStable() throws {
+        let j = activeStatus().json()
+        #expect(j.keys == ["cluster", "node", "now_usec", "heartbeat", "effector"])
+        let hb = try #require(j["heartbeat"])
+        #expect(hb.keys == ["running", "error", "role", "epoch", "auto_failover", "maintenance", "tie_breaker_reachable",
+                            "packets_received", "packets_rejected", "peer", "links"])
+        #expect(hb["peer"]?.keys == ["name", "state", "role", "epoch", "last_seen_usec"])
+        guard case .array(let links)? = hb["links"] else { Issue.record("links is not an array"); return }
+        #expect(links.first?.keys == ["name", "address", "up", "last_seen_usec"])
+        let ef = try #require(j["effector"])
+        #expect(ef.keys == ["running", "error", "addresses", "database", "units", "busy", "last_operation"])
+        #expect(ef["database"]?.keys == ["role", "timeline", "lag_bytes", "lsn"])
+        guard case .array(let units)? = ef["units"] else { Issue.record("units is not an array"); return }
+        #expect(units.first?.keys == ["name", "state"])
+        #expect(ef["last_operation"]?.keys == ["name", "reason", "finished_usec", "success", "error"])
+    }
+
+    @Test func absentServices() {
+        let s = standbyWithoutMonitor().json()
+        #expect(s["heartbeat"] == .object([("running", .bool(false)), ("error", .string("kusu-hbd is not running"))]))
+        #expect(s["node"] == .string("failover"))
+        let none = ClusterStatus(heartbeat: .unavailable("a"), effector: .unavailable("b"), nowUSec: 1)
+        #expect(none.json()["cluster"] == JSON.null)
+        #expect(none.json()["effector"]?.keys == ["running", "error"])
+        var e = EffectorStatus()
+        e.lastOperation = nil
+        #expect(ClusterStatus(heartbeat: .unavailable("a"), effector: .running(e), nowUSec: 1)
+            .json()["effector"]?["last_operation"] == JSON.null)
+    }
+
+    @Test func escaping() {
+        #expect(JSON.string("a\"b\\c\n\u{1}é").rendered() == #""a\"b\\c\n\u0001é""#)
+        #expect(JSON.array([]).rendered() == "[]")
+        #expect(JSON.object([]).rendered() == "{}")
+    }
+}
+
+@Suite struct PropertyDecoding {
+    @Test func heartbeatGetAll() {
+        let h = HeartbeatStatus(properties: [
+            "ClusterName": .string("kusu"), "NodeName": .string("installer"), "Role": .string("standby"),
+            "Epoch": .uint64(7), "AutoFailover": .boolean(true), "Maintenance": .boolean(true),
+            "PeerName": .string("failover"), "PeerState": .string("dead"), "PeerRole": .string("active"),
+            "PeerEpoch": .uint64(6), "PeerLastSeenUSec": .uint64(99),
+            "Links": .array(element: "(ssbt)", [.structure([.string("link0"), .string("198.18.0.12"), .boolean(false), .uint64(98)])]),
+            "TieBreakerReachable": .boolean(true), "PacketsReceived": .uint64(10), "PacketsRejected": .uint64(2),
+        ])
+        #expect(h.role == "standby" && h.epoch == 7 && h.autoFailover && h.maintenance)
+        #expect(h.peerState == "dead" && h.peerRole == "active" && h.peerEpoch == 6 && h.peerLastSeenUSec == 99)
+        #expect(h.links == [LinkStatus(name: "link0", peerAddress: "198.18.0.12", up: false, lastSeenUSec: 98)])
+        #expect(h.packetsReceived == 10 && h.packetsRejected == 2 && h.tieBreakerReachable)
+    }
+
+    @Test func effectorGetAll() {
+        let e = EffectorStatus(properties: [
+            "Addresses": .strings(["198.18.0.100/24"]), "DatabaseRole": .string("standby"),
+            "ReplicationLagBytes": .uint64(5), "DatabaseLSN": .uint64(6), "DatabaseTimeline": .uint32(3),
+            "Units": .array(element: "(ss)", [.structure([.string("a.service"), .string("active")])]),
+            "Busy": .boolean(true),
+            "LastOperation": .structure([.string("Release"), .string("r"), .uint64(4), .boolean(true), .string("")]),
+        ])
+        #expect(e.addresses == ["198.18.0.100/24"] && e.databaseRole == "standby" && e.databaseTimeline == 3)
+        #expect(e.replicationLagBytes == 5 && e.databaseLSN == 6 && e.busy)
+        #expect(e.units == [UnitStatus(name: "a.service", state: "active")])
+        #expect(e.lastOperation == OperationRecord(name: "Release", reason: "r", finishedUSec: 4, success: true, error: ""))
+        // Before the first operation the effector reports an empty record: shown as none.
+        let fresh = EffectorStatus(properties: [
+            "LastOperation": .structure([.string(""), .string(""), .uint64(0), .boolean(false), .string("")]),
+        ])
+        #expect(fresh.lastOperation == nil)
+    }
+}
