@@ -20,7 +20,7 @@ export KUSU_BIN_DIR="$repo/.build/release"
 . scripts/lib/node-postgres.sh
 . scripts/lib/effector-node.sh
 tb_init
-trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
 tb_users; tb_network
 NODE=kha-$TB_ID-bench
 E=org.kusu.Effector1; P=/org/kusu/Effector1

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/harness.sh"
 
 tb_init
-trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
 tb_users
 tb_network            # netns b = the node's network (198.18.0.12)
 for b in kusu-effectord kusu-ha; do [ -x "$TB_BIN/$b" ] || tb_die "$TB_BIN/$b is missing"; done

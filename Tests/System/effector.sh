@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/harness.sh"
 
 tb_init
-trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
 tb_users
 tb_network            # netns a = client (198.18.0.11), netns b = the node's network (198.18.0.12)
 [ -x "$TB_BIN/kusu-effectord" ] || tb_die "$TB_BIN/kusu-effectord is missing"

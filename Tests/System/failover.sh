@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/harness.sh"
 
 tb_init
-trap 'rc=$?; node_cleanup; tb_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
 tb_users
 tb_network
 NODE=kha-$TB_ID-fo
@@ -27,45 +27,7 @@ W="$TB_DIR/failover"; mkdir -p "$W/units"
 
 # The installer node's monitor (plain, on its private bus) and the shared key.
 tb_bus a; tb_config a; tb_config b   # tb_config b writes nothing we use but the key's owner check
-cat >"$W/kusu-ha.toml" <<TOML
-[cluster]
-node = "failover"
-auth_key_file = "/etc/kusu-ha/authkey"
-tie_breakers = []
-
-[[nodes]]
-name = "installer"
-priority = 100
-addresses = ["198.18.0.11", "198.18.4.11"]
-
-[[nodes]]
-name = "failover"
-priority = 50
-addresses = ["198.18.0.12", "198.18.4.12"]
-
-[[addresses]]
-address = "198.18.0.100/24"
-interface = "eth0"
-
-[units]
-start = ["kusu-ok.service"]
-
-[database]
-unit = "kusu-pg-standby.service"
-socket_directory = "/run/kusu-pg"
-port = 5434
-data_directory = "/var/lib/postgresql/kusu-standby"
-user = "postgres"
-TOML
-printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$W/units/kusu-ok.service"
-cp "$TB_REPO/systemd/kusu-hbd.service" "$TB_REPO/systemd/kusu-hbd.socket" "$W/units/"
-cp "$TB_DIR/authkey" "$W/authkey"
-effnode_boot "$NODE" "$(tb_ns b)" "$W" "$TB_BIN" \
-    "$TB_BIN/kusu-hbd:/usr/sbin/kusu-hbd" "$W/authkey:/etc/kusu-ha/authkey" \
-    "$TB_REPO/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" \
-    || tb_die "the node did not come up"
-node_exec "$NODE" sh -c 'chown kusu-ha:kusu-ha /etc/kusu-ha/authkey && chmod 0400 /etc/kusu-ha/authkey'
-node_exec "$NODE" systemctl reload dbus.service
+fonode_boot "$NODE" "$(tb_ns b)" "$W" "$TB_BIN" || tb_die "the node did not come up"
 t_pass "failover node booted with PostgreSQL standby (boot ${NODE_BOOT_MS} ms)"
 
 nprop() { busctl --address="$(node_bus "$NODE")" get-property $H $HP $H "$1" 2>/dev/null | sed -E 's/^[a-z()]+ //; s/^"(.*)"$/\1/'; }
@@ -134,7 +96,12 @@ tb_poll 5 nprop_is Role active
 t_eq "Role is active" "$(nprop Role)" active
 t_eq "Epoch raised to 1" "$(nprop Epoch)" 1
 t_eq "the epoch is persisted" "$(node_exec "$NODE" sed -n 's/^epoch=//p' /var/lib/kusu-ha/state)" 1
-t_eq "the unit runs" "$(node_exec "$NODE" systemctl is-active kusu-ok.service)" active
+t_eq "the units run" "$(node_exec "$NODE" systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "active active "
+http=$(ip netns exec "$(tb_ns a)" python3 -c "import urllib.request; print(urllib.request.urlopen('http://198.18.0.100/index.txt', timeout=2).read().decode().strip())" 2>&1)
+t_eq "the repository answers over HTTP through the floating address (from the client namespace)" "$http" "kusu repository index"
+status=$(node_exec "$NODE" kusu-ha status)
+t_match "kusu-ha status shows the active role" "$status" "active"
+t_match "kusu-ha status shows the held address" "$status" "198.18.0.100/24"
 t_check "RoleChanged standby → taking-over was emitted" bash -c "grep -A3 'member=RoleChanged' '$W/roles.log' | tr -d '\n' | grep -q 'string \"standby\" *string \"taking-over\"'"
 t_check "RoleChanged taking-over → active was emitted" bash -c "grep -A3 'member=RoleChanged' '$W/roles.log' | tr -d '\n' | grep -q 'string \"taking-over\" *string \"active\"'"
 t_check "the effector logged the takeover requested by kusu-ha" bash -c \

@@ -65,3 +65,63 @@ effnode_boot() {
     node_exec "$node" systemctl reload dbus.service || return 1
     pgnode_setup "$node"
 }
+
+# fonode_boot NODE NETNS DIR BINDIR — the failover node of a pair: kusu-hbd from its
+# own units (socket activation, user kusu-ha) next to kusu-effectord, a PostgreSQL
+# standby, and two KUSU stand-ins started on takeover: kusu-ok.service and
+# kusu-http.service (an HTTP server bound to the floating address, port 80).
+# Heartbeats cross two links to the installer node at 198.18.0.11/198.18.4.11,
+# with the key in $TB_DIR/authkey (testbed.sh's tb_config writes it). kusu-hbd is
+# installed but not started: `node_exec NODE systemctl start kusu-hbd.socket kusu-hbd.service`.
+fonode_boot() {
+    local node=$1 netns=$2 dir=$3 bin=$4 repo
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    mkdir -p "$dir/units" "$dir/www"
+    cat >"$dir/kusu-ha.toml" <<TOML
+[cluster]
+node = "failover"
+auth_key_file = "/etc/kusu-ha/authkey"
+tie_breakers = []
+
+[[nodes]]
+name = "installer"
+priority = 100
+addresses = ["198.18.0.11", "198.18.4.11"]
+
+[[nodes]]
+name = "failover"
+priority = 50
+addresses = ["198.18.0.12", "198.18.4.12"]
+
+[[addresses]]
+address = "198.18.0.100/24"
+interface = "eth0"
+
+[units]
+start = ["kusu-ok.service", "kusu-http.service"]
+
+[database]
+unit = "kusu-pg-standby.service"
+socket_directory = "/run/kusu-pg"
+port = 5434
+data_directory = "/var/lib/postgresql/kusu-standby"
+user = "postgres"
+TOML
+    printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$dir/units/kusu-ok.service"
+    # A repository file served through the floating address (the KUSU HTTP repositories' stand-in).
+    echo "kusu repository index" >"$dir/www/index.txt"
+    cat >"$dir/units/kusu-http.service" <<'UNIT'
+[Unit]
+Description=kusu-ha test: HTTP repository on the floating address
+[Service]
+ExecStart=/usr/bin/python3 -m http.server 80 --bind 198.18.0.100 --directory /srv/kusu-www
+UNIT
+    cp "$repo/systemd/kusu-hbd.service" "$repo/systemd/kusu-hbd.socket" "$dir/units/"
+    cp "$TB_DIR/authkey" "$dir/authkey"
+    effnode_boot "$node" "$netns" "$dir" "$bin" \
+        "$bin/kusu-hbd:/usr/sbin/kusu-hbd" "$bin/kusu-ha:/usr/bin/kusu-ha" "$dir/authkey:/etc/kusu-ha/authkey" \
+        "$dir/www/index.txt:/srv/kusu-www/index.txt" \
+        "$repo/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" || return 1
+    node_exec "$node" sh -c 'chown kusu-ha:kusu-ha /etc/kusu-ha/authkey && chmod 0400 /etc/kusu-ha/authkey' || return 1
+    node_exec "$node" systemctl reload dbus.service
+}
