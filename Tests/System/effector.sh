@@ -197,6 +197,12 @@ t_eq "Takeover after the crash completes it" "$(as root call $E $P $E Takeover s
 t_eq "all units active after completing" "$(node_exec "$NODE" systemctl is-active kusu-ok.service kusu-slow.service | tr '\n' ' ')" "active active "
 t_eq "Release after that cleans up" "$(as root call $E $P $E Release s "after crash")" ""
 vip_held && t_fail "no address after Release" || t_pass "no address after Release"
+# A kusu-admin member performs a whole takeover too (the database is already primary by now).
+t_eq "a kusu-admin member takes over" "$(as kusu-t-admin call $E $P $E Takeover s "admin takeover")" ""
+vip_held && t_pass "... the address is held" || t_fail "... the address is held"
+t_eq "... the units are active" "$(node_exec "$NODE" systemctl is-active kusu-ok.service kusu-slow.service | tr '\n' ' ')" "active active "
+t_eq "... and releases" "$(as kusu-t-admin call $E $P $E Release s "admin release")" ""
+vip_held && t_fail "... the address is gone" || t_pass "... the address is gone"
 
 # --- a unit that fails: a named error naming the unit and its result -----------------
 sed -i 's/start = \["kusu-ok.service", "kusu-slow.service"\]/start = ["kusu-ok.service", "kusu-fails.service"]/' "$W/kusu-ha.toml"
