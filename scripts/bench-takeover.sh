@@ -16,12 +16,8 @@ export TMPDIR=${TMPDIR:-$repo/.build-tmp}; mkdir -p "$TMPDIR"
 swift build -c release --static-swift-stdlib --product kusu-effectord >/dev/null
 export KUSU_BIN_DIR="$repo/.build/release"
 . scripts/lib/testbed.sh
-. scripts/lib/node.sh
-. scripts/lib/node-postgres.sh
 . scripts/lib/effector-node.sh
-tb_init
-trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
-tb_users; tb_network
+effnode_init
 NODE=kha-$TB_ID-bench
 E=org.kusu.Effector1; P=/org/kusu/Effector1
 W="$TB_DIR/bench"; mkdir -p "$W/units"

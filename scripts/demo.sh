@@ -28,12 +28,8 @@ for product in kusu-hbd kusu-effectord kusu-ha; do
 done
 export KUSU_BIN_DIR="$repo/.build/release"
 . scripts/lib/testbed.sh
-. scripts/lib/node.sh
-. scripts/lib/node-postgres.sh
 . scripts/lib/effector-node.sh
-tb_init
-trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
-tb_users; tb_network
+effnode_init
 NODE=kha-$TB_ID-failover
 H=org.kusu.Heartbeat1; HP=/org/kusu/Heartbeat1
 A=$(tb_ns a)

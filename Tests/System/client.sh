@@ -9,15 +9,10 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/testbed.sh"
-. "$here/../../scripts/lib/node.sh"
-. "$here/../../scripts/lib/node-postgres.sh"
 . "$here/../../scripts/lib/effector-node.sh"
 . "$here/harness.sh"
 
-tb_init
-trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
-tb_users
-tb_network            # netns b = the node's network (198.18.0.12)
+effnode_init            # netns b = the node's network (198.18.0.12)
 for b in kusu-effectord kusu-ha; do [ -x "$TB_BIN/$b" ] || tb_die "$TB_BIN/$b is missing"; done
 NODE=kha-$TB_ID-cli
 W="$TB_DIR/client"; mkdir -p "$W/units"

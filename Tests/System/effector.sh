@@ -11,15 +11,10 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/testbed.sh"
-. "$here/../../scripts/lib/node.sh"
-. "$here/../../scripts/lib/node-postgres.sh"
 . "$here/../../scripts/lib/effector-node.sh"
 . "$here/harness.sh"
 
-tb_init
-trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
-tb_users
-tb_network            # netns a = client (198.18.0.11), netns b = the node's network (198.18.0.12)
+effnode_init            # netns a = client (198.18.0.11), netns b = the node's network (198.18.0.12)
 [ -x "$TB_BIN/kusu-effectord" ] || tb_die "$TB_BIN/kusu-effectord is missing"
 NODE=kha-$TB_ID-eff
 E=org.kusu.Effector1

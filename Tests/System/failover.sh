@@ -12,15 +12,10 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/testbed.sh"
-. "$here/../../scripts/lib/node.sh"
-. "$here/../../scripts/lib/node-postgres.sh"
 . "$here/../../scripts/lib/effector-node.sh"
 . "$here/harness.sh"
 
-tb_init
-trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
-tb_users
-tb_network
+effnode_init
 NODE=kha-$TB_ID-fo
 H=org.kusu.Heartbeat1; HP=/org/kusu/Heartbeat1
 W="$TB_DIR/failover"; mkdir -p "$W/units"

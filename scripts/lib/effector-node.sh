@@ -2,7 +2,20 @@
 # A test-bed node running kusu-effectord the way it is installed: the binary,
 # its unit, bus policy and activation file, the polkit actions and rules, a
 # kusu-ha.toml, test units and the PostgreSQL pair of node-postgres.sh.
-# Needs scripts/lib/node.sh and scripts/lib/node-postgres.sh sourced first.
+# Source scripts/lib/testbed.sh first; this file brings node.sh and
+# node-postgres.sh with it.
+
+. "$(dirname "${BASH_SOURCE[0]}")/node.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/node-postgres.sh"
+
+# effnode_init — tb_init with an exit trap that also stops the nodes (whatever
+# set -e says), the system users and the two-link network of testbed.sh.
+effnode_init() {
+    tb_init
+    trap 'rc=$?; set +e; node_cleanup; tb_cleanup; exit $rc' EXIT
+    tb_users
+    tb_network
+}
 
 # effnode_config FILE UNIT... — the effector's configuration: this node is
 # "failover" (198.18.0.12, eth0), the floating address 198.18.0.100/24 on eth0,
