@@ -51,6 +51,8 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     case lagUnknown
     case lagTooHigh(bytes: UInt64, limit: UInt64)
     case effectorBusy
+    /// Startup election: the other node should be the active one (why, in words).
+    case notElected(String)
 
     public var description: String {
         switch self {
@@ -63,6 +65,7 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
         case .lagUnknown: "the local database's replication lag is unknown"
         case .lagTooHigh(let bytes, let limit): "the local database is \(bytes) bytes behind the peer (limit \(limit))"
         case .effectorBusy: "the effector is busy with another operation"
+        case .notElected(let why): why
         }
     }
 }
@@ -98,6 +101,35 @@ public enum FailoverPolicy {
         guard inputs.peerState == .dead else { return .refuse(.peerAlive(inputs.peerState)) }
         guard inputs.tieBreakerReachable else { return .refuse(.tieBreakerUnreachable) }
         if let refusal = lagRefusal(inputs) { return .refuse(refusal) }
+        return .proceed
+    }
+
+    /// Startup election: both nodes are standby and hear each other, so one must become
+    /// active. It is the node with the newer epoch; on equal epochs, with a database, the one
+    /// whose database is the primary (no promotion happens here: a standby database never
+    /// wins); without a database, the higher priority, then the earlier name. Respects
+    /// maintenance and automatic switching like automatic failover.
+    public static func startup(
+        _ inputs: SwitchingInputs, localDatabaseRole: String?,
+        local: (epoch: UInt64, priority: Int, name: String), peer: (epoch: UInt64, priority: Int, name: String)
+    ) -> SwitchVerdict {
+        guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .alive, inputs.peerRole == .standby else {
+            return .refuse(.notElected("the peer is \(inputs.peerState), role \(inputs.peerRole?.rawValue ?? "unknown"): no election"))
+        }
+        guard local.epoch >= peer.epoch else {
+            return .refuse(.notElected("the peer has the newer epoch (\(peer.epoch) > \(local.epoch))"))
+        }
+        if inputs.hasDatabase {
+            guard let role = localDatabaseRole else { return .refuse(.notElected("the local database's role is unknown")) }
+            guard role == "primary" else { return .refuse(.notElected("the local database is \(role), not the primary")) }
+        } else if local.epoch == peer.epoch {
+            let wins = local.priority != peer.priority ? local.priority > peer.priority : local.name < peer.name
+            guard wins else { return .refuse(.notElected("the peer has precedence (priority \(peer.priority))")) }
+        }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
         return .proceed
     }
 

@@ -43,21 +43,42 @@ extension HeartbeatMonitor {
 
     // MARK: Automatic failover
 
+    /// Decides whether to become active now: automatic failover when the peer is dead, the
+    /// startup election when both nodes are standby and hear each other.
     func evaluateAutomatic() {
-        guard role == .standby, tracker.state == .dead else {
+        guard role == .standby, tracker.state == .dead || tracker.state == .alive else {
             lastAutomaticRefusal = nil
             return
         }
-        switch FailoverPolicy.automatic(switchingInputs) {
+        let peerName = configuration.peerNode.name
+        let verdict: SwitchVerdict
+        let reason: String
+        if tracker.state == .dead {
+            verdict = FailoverPolicy.automatic(switchingInputs)
+            reason = "peer \(peerName) dead on every link"
+        } else {
+            let local = configuration.localNode
+            let peer = configuration.peerNode
+            verdict = FailoverPolicy.startup(
+                switchingInputs, localDatabaseRole: configuration.database == nil ? nil : effector.databaseRole,
+                local: (roles.epoch, local.priority, local.name), peer: (tracker.peerEpoch, peer.priority, peer.name))
+            reason = "elected at startup: both nodes standby, this one holds the primary database or has precedence"
+        }
+        switch verdict {
         case .proceed:
             lastAutomaticRefusal = nil
-            let reason = "peer \(configuration.peerNode.name) dead on every link"
-            logger.notice("automatic failover", metadata: ["peer.name": "\(configuration.peerNode.name)", "node.epoch": "\(roles.epoch)"])
+            logger.notice(
+                tracker.state == .dead ? "automatic failover" : "startup election won",
+                metadata: ["peer.name": "\(peerName)", "node.epoch": "\(roles.epoch)"])
             execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason))
         case .refuse(let refusal):
             if refusal != lastAutomaticRefusal {
                 lastAutomaticRefusal = refusal
-                logger.warning("no automatic failover", metadata: ["peer.name": "\(configuration.peerNode.name)", "reason": "\(refusal)"])
+                if tracker.state == .dead {
+                    logger.warning("no automatic failover", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+                } else {
+                    logger.info("not elected to be active", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+                }
             }
         }
     }
@@ -142,7 +163,7 @@ extension HeartbeatMonitor {
         effectorPoll?.reschedule(at: loop.now + .seconds(1))
         _ = try? bus.getAllProperties(destination: effectorName, path: effectorPath, interface: effectorInterface, timeout: .seconds(2)) {
             [unowned self] result in
-            let wasBusy = effector.busy
+            let before = (effector.busy, effector.databaseRole)
             switch result {
             case .success(let properties):
                 effector.reachable = true
@@ -152,7 +173,7 @@ extension HeartbeatMonitor {
             case .failure:
                 effector = EffectorView()
             }
-            if wasBusy != effector.busy { evaluateAutomatic() }
+            if before != (effector.busy, effector.databaseRole) { evaluateAutomatic() }
         }
     }
 

@@ -244,6 +244,7 @@ public final class HeartbeatMonitor {
             case .roleChanged:
                 changed(Heartbeat1.Property.peerRole)
                 resolveTwoActives()
+                evaluateAutomatic()
             case .epochChanged(let peerEpoch):
                 changed(Heartbeat1.Property.peerEpoch)
                 execute(roles.observe(peerEpoch: peerEpoch))

@@ -152,3 +152,59 @@ import Testing
         #expect(active.observe(peerEpoch: 9).isEmpty)  // an active node decides by localYields, not by copying
     }
 }
+
+@Suite struct StartupElection {
+    static let inputs = SwitchingInputs(role: .standby, peerState: .alive, peerRole: .standby)
+    static let installer = (epoch: UInt64(0), priority: 100, name: "installer")
+    static let failover = (epoch: UInt64(0), priority: 50, name: "failover")
+
+    @Test func thePrimaryDatabaseWinsAndOnlyIt() {
+        #expect(FailoverPolicy.startup(Self.inputs, localDatabaseRole: "primary", local: Self.installer, peer: Self.failover) == .proceed)
+        // The standby database never wins, whatever the priority.
+        #expect(FailoverPolicy.startup(Self.inputs, localDatabaseRole: "standby", local: Self.installer, peer: Self.failover)
+            == .refuse(.notElected("the local database is standby, not the primary")))
+        #expect(FailoverPolicy.startup(Self.inputs, localDatabaseRole: nil, local: Self.installer, peer: Self.failover)
+            == .refuse(.notElected("the local database's role is unknown")))
+    }
+
+    @Test func theNewerEpochWins() {
+        let stale = (epoch: UInt64(0), priority: 100, name: "installer")
+        let newer = (epoch: UInt64(1), priority: 50, name: "failover")
+        // A returning node whose database is a stale primary does not activate against a newer epoch.
+        #expect(FailoverPolicy.startup(Self.inputs, localDatabaseRole: "primary", local: stale, peer: newer)
+            == .refuse(.notElected("the peer has the newer epoch (1 > 0)")))
+        #expect(FailoverPolicy.startup(Self.inputs, localDatabaseRole: "primary", local: newer, peer: stale) == .proceed)
+    }
+
+    @Test func withoutADatabasePriorityThenNameDecide() {
+        var inputs = Self.inputs
+        inputs.hasDatabase = false
+        #expect(FailoverPolicy.startup(inputs, localDatabaseRole: nil, local: Self.installer, peer: Self.failover) == .proceed)
+        #expect(FailoverPolicy.startup(inputs, localDatabaseRole: nil, local: Self.failover, peer: Self.installer)
+            == .refuse(.notElected("the peer has precedence (priority 100)")))
+        let a = (epoch: UInt64(2), priority: 70, name: "a")
+        let b = (epoch: UInt64(2), priority: 70, name: "b")
+        #expect(FailoverPolicy.startup(inputs, localDatabaseRole: nil, local: a, peer: b) == .proceed)
+        #expect(FailoverPolicy.startup(inputs, localDatabaseRole: nil, local: b, peer: a) != .proceed)
+    }
+
+    @Test func noElection() {
+        func changed(_ change: (inout SwitchingInputs) -> Void) -> SwitchingInputs {
+            var inputs = Self.inputs
+            change(&inputs)
+            return inputs
+        }
+        let cases: [(String, SwitchingInputs)] = [
+            ("peer active", changed { $0.peerRole = .active }),
+            ("peer late", changed { $0.peerState = .late }),
+            ("peer dead", changed { $0.peerState = .dead }),
+            ("maintenance", changed { $0.maintenance = true }),
+            ("auto off", changed { $0.autoFailover = false }),
+            ("busy", changed { $0.effectorBusy = true }),
+            ("already active", changed { $0.role = .active }),
+        ]
+        for (name, inputs) in cases {
+            #expect(FailoverPolicy.startup(inputs, localDatabaseRole: "primary", local: Self.installer, peer: Self.failover) != .proceed, "\(name)")
+        }
+    }
+}

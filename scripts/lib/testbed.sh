@@ -127,7 +127,8 @@ CONF
 
 tb_bus_address() { echo "unix:path=$TB_DIR/$1/bus"; }
 
-# tb_config NODE [KEY=VALUE...] — the node's kusu-ha.toml ([cluster] overrides as TOML lines).
+# tb_config NODE [KEY=VALUE...] — the node's kusu-ha.toml ([cluster] overrides as TOML lines;
+# auto_failover defaults to false here, see below).
 tb_config() {
     local node=$1; shift
     local name=installer; [ "$node" = b ] && name=failover
@@ -145,6 +146,9 @@ tb_config() {
         echo "auth_key_file = \"$TB_DIR/authkey\""
         echo "tie_breakers = []"
         local line; for line in "$@"; do echo "$line"; done
+        # These monitors have no effector beside them: no automatic action (no startup
+        # election, no failover) unless a test asks for it.
+        case " $* " in *auto_failover*) ;; *) echo "auto_failover = false" ;; esac
         cat <<TOML
 
 [[nodes]]
