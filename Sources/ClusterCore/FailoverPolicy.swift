@@ -133,6 +133,25 @@ public enum FailoverPolicy {
         return .proceed
     }
 
+    /// After a failover: this node is standby, the peer is active, and the local database is
+    /// still a primary (stale: the peer's is the one serving) or down. Then the local database
+    /// must rejoin as a standby of the peer (pg_rewind where the timelines diverged), so the pair
+    /// is redundant again without hands. An automatic action: maintenance and auto-failover apply.
+    public static func rejoin(_ inputs: SwitchingInputs, localDatabaseRole: String?) -> SwitchVerdict {
+        guard inputs.hasDatabase else { return .refuse(.notElected("no database is configured")) }
+        guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .alive, inputs.peerRole == .active else {
+            return .refuse(.notElected("the peer is not an active node that answers"))
+        }
+        guard let role = localDatabaseRole, role == "primary" || role == "down" else {
+            return .refuse(.notElected("the local database is \(localDatabaseRole ?? "unknown"): nothing to rejoin"))
+        }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        return .proceed
+    }
+
     static func lagRefusal(_ inputs: SwitchingInputs) -> SwitchRefusal? {
         guard inputs.hasDatabase else { return nil }
         guard let lag = inputs.lagBytes else { return .lagUnknown }

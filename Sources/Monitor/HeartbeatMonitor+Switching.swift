@@ -83,6 +83,34 @@ extension HeartbeatMonitor {
         }
     }
 
+    /// After a failover, a stale primary (or stopped database) rejoins as a standby of the
+    /// active peer, once at a time; a failure is retried after 30 s.
+    func evaluateRejoin() {
+        guard !rejoining, loop.now >= nextRejoinAttempt else { return }
+        guard FailoverPolicy.rejoin(switchingInputs, localDatabaseRole: effector.databaseRole) == .proceed else { return }
+        rejoining = true
+        let peer = configuration.peerNode.name
+        logger.notice("rejoining the database as a standby", metadata: ["peer.name": "\(peer)", "pg.role": "\(effector.databaseRole ?? "?")"])
+        do {
+            _ = try bus.call(
+                destination: effectorName, path: effectorPath, interface: effectorInterface,
+                member: MemberName(Effector1.Method.rejoinDatabase), [.string(peer)], timeout: .seconds(900)
+            ) { [unowned self] result in
+                rejoining = false
+                switch result {
+                case .success:
+                    logger.notice("database rejoined as a standby", metadata: ["peer.name": "\(peer)"])
+                case .failure(let error):
+                    nextRejoinAttempt = loop.now + .seconds(30)
+                    logger.error("cannot rejoin the database", metadata: ["peer.name": "\(peer)", "error": "\(error.message)"])
+                }
+            }
+        } catch {
+            rejoining = false
+            nextRejoinAttempt = loop.now + .seconds(30)
+        }
+    }
+
     /// Two active nodes hear each other: the one that should yield releases now.
     func resolveTwoActives() {
         guard role == .active || role == .takingOver, tracker.peerRole == .active || tracker.peerRole == .takingOver,
@@ -174,6 +202,7 @@ extension HeartbeatMonitor {
                 effector = EffectorView()
             }
             if before != (effector.busy, effector.databaseRole) { evaluateAutomatic() }
+            evaluateRejoin()
         }
     }
 

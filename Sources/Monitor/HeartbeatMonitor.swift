@@ -35,6 +35,9 @@ public final class HeartbeatMonitor {
     var effectorPoll: TimerSource?
     /// The last refusal logged by the automatic decision, so it is logged once, not per heartbeat.
     var lastAutomaticRefusal: SwitchRefusal?
+    /// A RejoinDatabase call is under way; after a failure, not before this instant.
+    var rejoining = false
+    var nextRejoinAttempt: Duration = .zero
     let polkit: PolkitAuthority
     var packetsReceived: UInt64 = 0
     var packetsRejected: UInt64 = 0

@@ -208,3 +208,32 @@ import Testing
         }
     }
 }
+
+@Suite struct RejoinAfterFailover {
+    static let inputs = SwitchingInputs(role: .standby, peerState: .alive, peerRole: .active)
+
+    @Test func aStalePrimaryOrAStoppedDatabaseRejoins() {
+        #expect(FailoverPolicy.rejoin(Self.inputs, localDatabaseRole: "primary") == .proceed)
+        #expect(FailoverPolicy.rejoin(Self.inputs, localDatabaseRole: "down") == .proceed)
+    }
+
+    @Test func nothingToDoOrNotNow() {
+        #expect(FailoverPolicy.rejoin(Self.inputs, localDatabaseRole: "standby") != .proceed)
+        #expect(FailoverPolicy.rejoin(Self.inputs, localDatabaseRole: nil) != .proceed)
+        var peerStandby = Self.inputs
+        peerStandby.peerRole = .standby
+        #expect(FailoverPolicy.rejoin(peerStandby, localDatabaseRole: "primary") != .proceed)
+        var active = Self.inputs
+        active.role = .active
+        #expect(FailoverPolicy.rejoin(active, localDatabaseRole: "primary") == .refuse(.notStandby(.active)))
+        var maintenance = Self.inputs
+        maintenance.maintenance = true
+        #expect(FailoverPolicy.rejoin(maintenance, localDatabaseRole: "primary") == .refuse(.maintenance))
+        var noDatabase = Self.inputs
+        noDatabase.hasDatabase = false
+        #expect(FailoverPolicy.rejoin(noDatabase, localDatabaseRole: "primary") != .proceed)
+        var late = Self.inputs
+        late.peerState = .late
+        #expect(FailoverPolicy.rejoin(late, localDatabaseRole: "primary") != .proceed)
+    }
+}
