@@ -132,6 +132,6 @@ let package = Package(
         ),
         .testTarget(
             name: "MonitorTests",
-            dependencies: ["Monitor", "SystemSupport", "ClusterCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+            dependencies: ["Monitor", "SystemSupport", "ClusterCore", "DBusKit", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -35,9 +35,9 @@ extension HeartbeatMonitor {
                     ])
                 })
         }
-        // Probing the tie-breakers arrives with automatic switching; until then the
-        // property says whether the pair needs none.
-        iface.property(P.tieBreakerReachable, "b") { .boolean(cluster.tieBreakers.isEmpty) }
+        iface.property(P.tieBreakerReachable, "b") { [unowned self] in
+            .boolean(self.tieBreaker?.reachable ?? cluster.tieBreakers.isEmpty)
+        }
         iface.property(P.packetsReceived, "t", change: .none) { [unowned self] in .uint64(self.packetsReceived) }
         iface.property(P.packetsRejected, "t", change: .none) { [unowned self] in .uint64(self.packetsRejected) }
 

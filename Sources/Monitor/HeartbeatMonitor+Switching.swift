@@ -36,7 +36,7 @@ extension HeartbeatMonitor {
         }
         return SwitchingInputs(
             role: role, peerState: tracker.state, peerRole: tracker.peerRole, autoFailover: autoFailover,
-            maintenance: maintenance, tieBreakerReachable: configuration.cluster.tieBreakers.isEmpty,
+            maintenance: maintenance, tieBreakerReachable: tieBreaker?.reachable ?? configuration.cluster.tieBreakers.isEmpty,
             hasDatabase: database != nil, lagBytes: lag, maxLagBytes: database?.maxLagBytes ?? 0,
             effectorBusy: effector.busy)
     }

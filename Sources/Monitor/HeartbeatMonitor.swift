@@ -33,6 +33,8 @@ public final class HeartbeatMonitor {
     /// What the effector last said (nil until it answered).
     var effector = EffectorView()
     var effectorPoll: TimerSource?
+    /// Pings cluster.tie_breakers (unprivileged ICMP echo); nil before start.
+    var tieBreaker: TieBreakerProbe?
     /// The last refusal logged by the automatic decision, so it is logged once, not per heartbeat.
     var lastAutomaticRefusal: SwitchRefusal?
     /// A RejoinDatabase call is under way; after a failure, not before this instant.
@@ -109,6 +111,12 @@ public final class HeartbeatMonitor {
             sendTimer = try loop.addTimer(at: nextSend, accuracy: .microseconds(500)) { [unowned self] in self.sendHeartbeats() }
             armDeadline()
             effectorPoll = try loop.addTimer(at: loop.now) { [unowned self] in self.pollEffector() }
+            tieBreaker = try TieBreakerProbe(targets: configuration.cluster.tieBreakers, loop: loop, logger: logger) {
+                [unowned self] _ in
+                changed(Heartbeat1.Property.tieBreakerReachable)
+                evaluateAutomatic()  // a failover refused for a silent tie-breaker goes ahead once one answers
+            }
+            tieBreaker?.start()
         } catch {
             throw MonitorError("cannot start: \(error)")
         }
@@ -294,6 +302,7 @@ public final class HeartbeatMonitor {
     public func stop() {
         logger.notice("kusu-hbd stopping", metadata: ["node.name": "\(configuration.localNode.name)"])
         ServiceManager.notify("STOPPING=1")
+        tieBreaker?.stop()
         loop.exit(code: 0)
     }
 

@@ -70,6 +70,21 @@ tb_hbd_start a
 tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
 t_eq "maintenance off" "$(node_exec "$NODE" busctl call $H $HP $H SetMaintenance b false 2>&1)" ""
 
+# --- the tie-breaker is silent: the peer dies, nothing happens --------------------------------
+t_eq "TieBreakerReachable (198.18.0.1 answers)" "$(nprop TieBreakerReachable)" true
+tb_tiebreaker down
+if tb_poll 6 nprop_is TieBreakerReachable false; then t_pass "TieBreakerReachable goes false when 198.18.0.1 stops answering"
+else t_fail "TieBreakerReachable goes false"; fi
+kill -KILL "$(tb_hbd_pid a)"
+tb_poll 5 nprop_is PeerState dead || t_fail "the peer is seen dead"
+if tb_poll 2 vip_held; then t_fail "no takeover without the tie-breaker"; else t_pass "no takeover without the tie-breaker (peer dead for 2 s)"; fi
+t_check "the refusal names the tie-breaker" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-hbd -o verbose --no-pager) | grep -q 'REASON=the tie-breaker does not answer'"
+tb_hbd_start a
+tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
+tb_tiebreaker up
+tb_poll 6 nprop_is TieBreakerReachable true || t_fail "the tie-breaker answers again"
+
 # --- automatic failover ----------------------------------------------------------------------
 t_kill=$(date +%s%N)
 kill -KILL "$(tb_hbd_pid a)"

@@ -83,7 +83,8 @@ effnode_boot() {
 # own units (socket activation, user kusu-ha) next to kusu-effectord, a PostgreSQL
 # standby, and two KUSU stand-ins started on takeover: kusu-ok.service and
 # kusu-http.service (an HTTP server bound to the floating address, port 80).
-# Heartbeats cross two links to the installer node at 198.18.0.11/198.18.4.11,
+# Heartbeats cross two links to the installer node at 198.18.0.11/198.18.4.11;
+# the tie-breaker is the switch's 198.18.0.1 (testbed.sh);
 # with the key in $TB_DIR/authkey (testbed.sh's tb_config writes it). kusu-hbd is
 # installed but not started: `node_exec NODE systemctl start kusu-hbd.socket kusu-hbd.service`.
 fonode_boot() {
@@ -94,7 +95,7 @@ fonode_boot() {
 [cluster]
 node = "failover"
 auth_key_file = "/etc/kusu-ha/authkey"
-tie_breakers = []
+tie_breakers = ["198.18.0.1"]
 
 [[nodes]]
 name = "installer"

@@ -2,7 +2,8 @@
 # The kusu-ha network test bed: nodes in network namespaces joined by bridges,
 # each with a private D-Bus system bus that enforces the project's bus policy.
 #
-#   switch netns  kha-ID-sw: br0 (link0, 198.18.0.0/24), br1 (link1, 198.18.4.0/24)
+#   switch netns  kha-ID-sw: br0 (link0, 198.18.0.0/24), br1 (link1, 198.18.4.0/24);
+#                 it answers on 198.18.0.1, the tie-breaker
 #   node netns    kha-ID-a:  eth0 198.18.0.11, eth1 198.18.4.11  (node "installer")
 #                 kha-ID-b:  eth0 198.18.0.12, eth1 198.18.4.12  (node "failover")
 #
@@ -61,6 +62,8 @@ tb_network() {
         ip -n "$sw" link add "$br" type bridge
         ip -n "$sw" link set "$br" up
     done
+    # The tie-breaker: an address the switch itself answers pings on (service network).
+    ip -n "$sw" addr add 198.18.0.1/24 dev br0
     tb_node_net a 11
     tb_node_net b 12
 }
@@ -73,6 +76,10 @@ tb_node_net() {
     # The heartbeat port 694 is privileged; under systemd kusu-hbd.socket binds it.
     # Here the node's own namespace lets unprivileged users bind it instead.
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_unprivileged_port_start=0
+    # Unprivileged ICMP echo for kusu-hbd's tie-breaker probe: systemd's sysctl.d
+    # (50-default.conf) sets this on a real host; in a container systemd-sysctl is
+    # skipped (/proc/sys is read-only there), so the test bed sets it per namespace.
+    ip netns exec "$ns" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
     local link=0 subnet
     for subnet in 0 4; do
         ip -n "$ns" link add "eth$link" type veth peer name "$node$link" netns "$sw"
@@ -81,6 +88,12 @@ tb_node_net() {
         ip -n "$ns" link set "eth$link" up
         link=$((link + 1))
     done
+}
+
+# tb_tiebreaker up|down — the tie-breaker 198.18.0.1 answers, or is gone.
+tb_tiebreaker() {
+    if [ "$1" = up ]; then ip -n "$(tb_ns sw)" addr add 198.18.0.1/24 dev br0
+    else ip -n "$(tb_ns sw)" addr del 198.18.0.1/24 dev br0; fi
 }
 
 # tb_link NODE LINK up|down — cut or restore one heartbeat link at the switch.
