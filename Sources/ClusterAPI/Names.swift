@@ -61,6 +61,7 @@ public enum Effector1 {
         public static let addAddress = "AddAddress"
         public static let removeAddress = "RemoveAddress"
         public static let announceAddress = "AnnounceAddress"
+        public static let probeAddress = "ProbeAddress"
         public static let promoteDatabase = "PromoteDatabase"
         public static let rejoinDatabase = "RejoinDatabase"
         public static let startUnits = "StartUnits"

@@ -53,6 +53,11 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     case effectorBusy
     /// Startup election: the other node should be the active one (why, in words).
     case notElected(String)
+    /// An ARP probe found the floating address still in use: the active node is alive on the
+    /// service network (only the heartbeat links are down).
+    case addressInUse(address: String, mac: String)
+    /// The floating address could not be probed.
+    case probeFailed(String)
 
     public var description: String {
         switch self {
@@ -66,6 +71,9 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
         case .lagTooHigh(let bytes, let limit): "the local database is \(bytes) bytes behind the peer (limit \(limit))"
         case .effectorBusy: "the effector is busy with another operation"
         case .notElected(let why): why
+        case .addressInUse(let address, let mac):
+            "\(address) still answers from \(mac): the active node is alive on the service network"
+        case .probeFailed(let why): "the floating address could not be probed: \(why)"
         }
     }
 }

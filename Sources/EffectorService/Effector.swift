@@ -247,6 +247,12 @@ public final class Effector {
         }
     }
 
+    /// Probes a floating address (not an operation: no Busy, nothing changes).
+    public func probe(_ address: FloatingAddress, completion: @escaping (Result<AddressProbe, EffectorError>) -> Void) {
+        let prober = addresses.prober
+        perform({ prober(address) }, completion)
+    }
+
     // MARK: Database
 
     func promote(ignoreLag: Bool, alreadyPrimaryIsSuccess: Bool, _ done: @escaping Completion) {

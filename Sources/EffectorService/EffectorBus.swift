@@ -68,6 +68,20 @@ public final class EffectorBus {
                 ) { self.run(operation(address), reason: "\(member) \(address)", action: Effector1.Action.manageAddress, call) }
             }
         }
+        iface.method(
+            Effector1.Method.probeAddress, in: [.init("address", "s")], out: [.init("answered", "b"), .init("mac", "s")],
+            flags: .unprivileged
+        ) { [unowned self] call in
+            guard let address = self.validated(call, resources.floatingAddress(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.manageAddress, details: ["address": "\(address.address)", "operation": "probe"], busyIsFine: true) {
+                effector.probe(address) { result in
+                    switch result {
+                    case .success(let probe): call.reply([.boolean(probe.answered), .string(probe.mac)])
+                    case .failure(let error): call.fail(Self.busError(error))
+                    }
+                }
+            }
+        }
         iface.method(Effector1.Method.promoteDatabase, flags: .unprivileged) { [unowned self] call in
             guard effector.configuration.database != nil else {
                 return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
@@ -123,8 +137,11 @@ public final class EffectorBus {
         }
     }
 
-    func authorize(_ call: MethodInvocation, _ action: String, details: [String: String], then body: @escaping () -> Void) {
-        if effector.busy {
+    func authorize(
+        _ call: MethodInvocation, _ action: String, details: [String: String], busyIsFine: Bool = false,
+        then body: @escaping () -> Void
+    ) {
+        if effector.busy && !busyIsFine {
             return call.fail(Self.busError(.init(.busy, "another operation is running; try again when Busy is false")))
         }
         polkit.check(action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization) { [logger] result in

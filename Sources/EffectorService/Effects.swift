@@ -13,6 +13,18 @@ public protocol AddressEffects: AnyObject {
     func holds(_ address: FloatingAddress) -> Bool?
     /// One round of gratuitous ARP (IPv4) or unsolicited neighbour advertisement (IPv6).
     func announce(_ address: FloatingAddress) throws(EffectorError)
+    /// An ARP probe of the address (RFC 5227), blocking for up to its wait: run on a worker thread.
+    var prober: @Sendable (FloatingAddress) -> Result<AddressProbe, EffectorError> { get }
+}
+
+/// What an ARP probe found: whether something else answers for the address, and its MAC.
+public struct AddressProbe: Sendable, Equatable {
+    public var answered: Bool
+    public var mac: String
+    public init(answered: Bool, mac: String) {
+        self.answered = answered
+        self.mac = mac
+    }
 }
 
 /// What the effector knows of the local PostgreSQL.

@@ -26,6 +26,17 @@ final class KernelAddresses: AddressEffects {
         try? manager.holds(address)
     }
 
+    /// 100 ms: a live host answers ARP within a millisecond on its LAN; this is added to
+    /// every automatic takeover, so it stays short.
+    let prober: @Sendable (FloatingAddress) -> Result<AddressProbe, EffectorError> = { address in
+        do throws(NetlinkError) {
+            let answer = try ARPProbe.probe(address, wait: .milliseconds(100))
+            return .success(AddressProbe(answered: answer.answered, mac: answer.mac))
+        } catch {
+            return .failure(EffectorError(.netlinkFailed, error.description))
+        }
+    }
+
     func announce(_ address: FloatingAddress) throws(EffectorError) {
         do { try announcer.announce(address) } catch { throw EffectorError(.netlinkFailed, error.description) }
     }

@@ -65,21 +65,68 @@ extension HeartbeatMonitor {
             reason = "elected at startup: both nodes standby, this one holds the primary database or has precedence"
         }
         switch verdict {
-        case .proceed:
-            lastAutomaticRefusal = nil
-            logger.notice(
-                tracker.state == .dead ? "automatic failover" : "startup election won",
-                metadata: ["peer.name": "\(peerName)", "node.epoch": "\(roles.epoch)"])
-            execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason))
-        case .refuse(let refusal):
-            if refusal != lastAutomaticRefusal {
-                lastAutomaticRefusal = refusal
-                if tracker.state == .dead {
-                    logger.warning("no automatic failover", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+        case .proceed where tracker.state == .dead && !configuration.addresses.isEmpty:
+            // The peer is silent on every heartbeat link; before claiming its addresses, ask
+            // the service network whether they are still in use.
+            guard !probing else { return }
+            probing = true
+            probeAddresses(configuration.addresses[...]) { [unowned self] refusal in
+                probing = false
+                guard role == .standby, tracker.state == .dead else { return }
+                if let refusal {
+                    refuse(refusal)
+                    // The peer may give the address up (or die on the service network too): look again.
+                    reevaluation = try? loop.addTimer(at: loop.now + .seconds(1)) { [unowned self] in evaluateAutomatic() }
                 } else {
-                    logger.info("not elected to be active", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+                    takeOver(reason)
                 }
             }
+        case .proceed:
+            takeOver(reason)
+        case .refuse(let refusal):
+            refuse(refusal)
+        }
+    }
+
+    func takeOver(_ reason: String) {
+        lastAutomaticRefusal = nil
+        logger.notice(
+            tracker.state == .dead ? "automatic failover" : "startup election won",
+            metadata: ["peer.name": "\(configuration.peerNode.name)", "node.epoch": "\(roles.epoch)"])
+        execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason))
+    }
+
+    func refuse(_ refusal: SwitchRefusal) {
+        guard refusal != lastAutomaticRefusal else { return }
+        lastAutomaticRefusal = refusal
+        let peerName = configuration.peerNode.name
+        if tracker.state == .dead {
+            logger.warning("no automatic failover", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+        } else {
+            logger.info("not elected to be active", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+        }
+    }
+
+    /// ProbeAddress on the effector for each address in turn; the first one in use (or a
+    /// failed probe) is the refusal, nil when none answers.
+    func probeAddresses(_ addresses: ArraySlice<FloatingAddress>, completion: @escaping (SwitchRefusal?) -> Void) {
+        guard let address = addresses.first else { return completion(nil) }
+        do {
+            _ = try bus.call(
+                destination: effectorName, path: effectorPath, interface: effectorInterface,
+                member: MemberName(Effector1.Method.probeAddress), [.string("\(address)")], timeout: .seconds(5)
+            ) { [unowned self] result in
+                switch result {
+                case .success(let values) where values.first?.bool == true:
+                    completion(.addressInUse(address: "\(address.address)", mac: values.dropFirst().first?.string ?? "?"))
+                case .success:
+                    probeAddresses(addresses.dropFirst(), completion: completion)
+                case .failure(let error):
+                    completion(.probeFailed(error.message))
+                }
+            }
+        } catch {
+            completion(.probeFailed(error.message))
         }
     }
 

@@ -39,6 +39,9 @@ public final class HeartbeatMonitor {
     var lastAutomaticRefusal: SwitchRefusal?
     /// A RejoinDatabase call is under way; after a failure, not before this instant.
     var rejoining = false
+    /// An address probe is under way before an automatic takeover; a later look is scheduled.
+    var probing = false
+    var reevaluation: TimerSource?
     var nextRejoinAttempt: Duration = .zero
     let polkit: PolkitAuthority
     var packetsReceived: UInt64 = 0

@@ -262,3 +262,17 @@ final class Box<T> {
         #expect(summary.split(separator: " ").allSatisfy { $0.hasSuffix("ms") && $0.contains(".") })
     }
 }
+
+@Suite struct Probing {
+    @Test func aProbeIsNotAnOperation() throws {
+        let h = try Harness()
+        var results: [AddressProbe] = []
+        for address in h.effector.configuration.addresses {
+            h.effector.probe(address) { if case .success(let probe) = $0 { results.append(probe) } }
+        }
+        #expect(try h.loop.run(until: h.loop.now + .seconds(5)) { results.count == 2 })
+        #expect(Set(results.map(\.answered)) == [true, false])
+        #expect(!h.effector.busy)
+        #expect(h.effector.lastOperation == nil)
+    }
+}

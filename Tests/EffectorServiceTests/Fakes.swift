@@ -29,6 +29,9 @@ final class FakeAddresses: AddressEffects {
     }
     func holds(_ address: FloatingAddress) -> Bool? { held.contains(address.address) }
     func announce(_ address: FloatingAddress) throws(EffectorError) { journal.record("announce \(address.address)") }
+    let prober: @Sendable (FloatingAddress) -> Result<AddressProbe, EffectorError> = { address in
+        .success(AddressProbe(answered: address.address == IPAddress("198.18.1.100"), mac: "02:00:00:00:00:01"))
+    }
 }
 
 final class FakeDatabase: DatabaseEffects {

@@ -100,6 +100,15 @@ t_match "a malformed address is InvalidArgument" "$out" 'is not an IPv4 or IPv6 
 out=$(as root call $E $P $E AddAddress i 5)
 t_match "a wrong signature is refused" "$out" 'invalid\|signature'
 
+# --- ProbeAddress: is the address still in use on the link? ---------------------------
+t_eq "ProbeAddress: nothing answers for a free address" "$(as root call $E $P $E ProbeAddress s 198.18.0.100)" 'bs false ""'
+ip -n "$(tb_ns a)" addr add 198.18.0.100/24 dev eth0
+a_mac=$(ip -n "$(tb_ns a)" -br link show eth0 | awk '{print $3}')
+t_eq "ProbeAddress: the client's answer is seen with its MAC" "$(as root call $E $P $E ProbeAddress s 198.18.0.100)" "bs true \"$a_mac\""
+ip -n "$(tb_ns a)" addr del 198.18.0.100/24 dev eth0
+t_match "nobody may not probe" "$(as nobody call $E $P $E ProbeAddress s 198.18.0.100)" 'Access denied'
+vip_held && t_fail "probing adds nothing" || t_pass "probing adds nothing"
+
 # --- one address, idempotent --------------------------------------------------------
 out=$(as root call $E $P $E AddAddress s 198.18.0.100/24)
 t_check "root adds the floating address" vip_held

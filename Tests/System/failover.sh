@@ -85,6 +85,19 @@ tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
 tb_tiebreaker up
 tb_poll 6 nprop_is TieBreakerReachable true || t_fail "the tie-breaker answers again"
 
+# --- heartbeats lost but the address still answers on the service network: no takeover --------
+A=$(tb_ns a)
+ip -n "$A" addr add 198.18.0.100/24 dev eth0        # the installer still serves the address
+a_mac=$(ip -n "$A" -br link show eth0 | awk '{print $3}')
+kill -KILL "$(tb_hbd_pid a)"                         # ... but its heartbeats stop
+tb_poll 5 nprop_is PeerState dead || t_fail "the peer is seen dead"
+if tb_poll 2 vip_held; then t_fail "no takeover while the address answers"; else t_pass "no takeover while the address still answers (ARP probe)"; fi
+t_check "the refusal names the address and the MAC that answered" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-hbd -o verbose --no-pager) | grep -q 'REASON=198.18.0.100 still answers from $a_mac'"
+tb_hbd_start a
+tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
+ip -n "$A" addr del 198.18.0.100/24 dev eth0
+
 # --- automatic failover ----------------------------------------------------------------------
 t_kill=$(date +%s%N)
 kill -KILL "$(tb_hbd_pid a)"
