@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# System test: a pair of test-bed nodes, both systemd containers running the full
+# stack (kusu-hbd, kusu-effectord, kusu-ha, the test units, PostgreSQL replicated
+# synchronously across the nodes over the service network; scripts/lib/pair.sh).
+# Shows: kusu-hbd's startup election makes node a active (epoch 1): it holds the
+# floating address and runs the primary, b streams synchronously; a client reads
+# HTTP and writes rows through the floating address;
+# then node a's container dies (kill -9 of its PID 1, its links dark) while a
+# client keeps writing: b holds the address, HTTP answers and a write succeeds
+# through it, no acknowledged row is lost (clients keep writing during the crash,
+# one of them over a kept session, so commits are in flight), b is active with
+# epoch 2. PAIR_ACTIVATE=takeover: a is activated by its effector directly.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../../scripts/lib/testbed.sh"
+. "$here/../../scripts/lib/effector-node.sh"
+. "$here/../../scripts/lib/pair.sh"
+. "$here/harness.sh"
+
+pair_init
+W="$TB_DIR/pair"; mkdir -p "$W"
+t_start=$(node_now_ms)
+
+if pair_boot "$W" "$TB_BIN"; then
+    t_pass "pair booted: both nodes up, b a synchronous standby of a, both monitors alive (${PAIR_BOOT_MS} ms)"
+else
+    t_fail "pair booted"
+    for n in a b; do pair_exec $n journalctl --no-pager -n 20 -u kusu-pg -u kusu-hbd -u kusu-effectord 2>/dev/null | sed 's/^/#   /'; done
+    t_summary; exit 1
+fi
+
+# --- the pair before the crash -------------------------------------------------------------
+t_eq "a holds the floating address" "$(pair_vip_holder)" a
+t_eq "a's database is the primary" "$(pair_sql a 'SELECT pg_is_in_recovery()')" f
+t_eq "b's database is a standby" "$(pair_sql b 'SELECT pg_is_in_recovery()')" t
+t_eq "b streams from a" "$(pair_sql b 'SELECT status FROM pg_stat_wal_receiver')" streaming
+t_eq "a sees b as its synchronous standby" "$(pair_sql a "SELECT application_name || ' ' || sync_state FROM pg_stat_replication")" "failover sync"
+t_eq "a runs the units" "$(pair_exec a systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "active active "
+t_eq "b does not run them" "$(pair_exec b systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "inactive inactive "
+# PAIR_ACTIVATE=election (default): kusu-hbd's startup election made a active at epoch 1;
+# PAIR_ACTIVATE=takeover: a's effector took over directly, kusu-hbd may still elect a.
+epoch0=$(pair_prop a Epoch)
+echo "# before the crash: a Role $(pair_prop a Role) Epoch $epoch0, b Role $(pair_prop b Role) Epoch $(pair_prop b Epoch) (PAIR_ACTIVATE=${PAIR_ACTIVATE:-election})"
+if [ "${PAIR_ACTIVATE:-election}" = election ]; then
+    t_eq "a's Role is active (startup election)" "$(pair_prop a Role)" active
+    t_eq "a's Epoch is 1 (raised by the election)" "$epoch0" 1
+fi
+t_eq "b's Role is standby" "$(pair_prop b Role)" standby
+t_eq "b sees a active" "$(pair_prop b PeerRole)" active
+t_eq "the client reads HTTP through the floating address" "$(pair_client_http)" "kusu repository index"
+id0=$(pair_client_write before)
+t_match "the client writes a row through the floating address (id $id0)" "$id0" '^[0-9][0-9]*$'
+t_eq "... replicated to b" "$(pair_sql b "SELECT note FROM rows WHERE id = ${id0:-0}")" before
+
+# --- node a dies while a client writes -----------------------------------------------------
+pair_writer_start 30 100000 3
+pair_session_writer_start 30 100000
+writer_acked() { [ "$(grep -c ' s\?ok ' "$TB_DIR/writer.log" 2>/dev/null)" -ge "$1" ]; }
+tb_poll 10 writer_acked 50 || t_fail "the background writer gets rows acknowledged"
+t_crash_ns=$(date +%s%N)
+echo "$t_crash_ns" >"$TB_DIR/crash_ns"
+pair_crash a
+crash_ms=$(( ($(date +%s%N) - t_crash_ns) / 1000000 ))
+
+if tb_poll 20 pair_vip_holder_is b; then
+    t_pass "b holds the floating address ($(( ($(date +%s%N) - t_crash_ns) / 1000000 )) ms after the crash)"
+else
+    t_fail "b holds the floating address" "holder: $(pair_vip_holder); $(pair_exec b journalctl -u kusu-hbd -u kusu-effectord --no-pager | tail -15)"
+fi
+# A foreground probe (nothing answers on the address before b holds it, polled above):
+# short attempts (0.3 s; a SYN sent before b announced the address would wait 1 s for
+# its retransmission), so the first success is close to when writes work again.
+probe_write() { PAIR_WRITE_TIMEOUT=0.3 pair_client_write probe >/dev/null; }
+if tb_poll 20 probe_write; then
+    t_pass "a write through the floating address succeeds after the crash (probe)"
+    echo "# crash → first acknowledged write through the floating address (probe): $(( ($(date +%s%N) - t_crash_ns) / 1000000 )) ms (dead_ms 1000)"
+else
+    t_fail "a write through the floating address succeeds after the crash (probe)"
+fi
+echo "# node a crashed: links dark, kill -9 of its PID 1, its PID namespace gone after $crash_ms ms"
+# The first write through the address that the writer STARTED after the crash and got
+# acknowledged: only b can have served it (a's links were dark before its kill).
+first_ok() { awk -v t="$t_crash_ns" '$3 == "ok" && $1 > t { print $2; exit }' "$TB_DIR/writer.log"; }
+first_ok_seen() { [ -n "$(first_ok)" ]; }
+if tb_poll 20 first_ok_seen; then
+    t_pass "a write through the floating address started after the crash succeeds (background writers)"
+    echo "# crash → first acknowledged write of the background writers: $(( ($(first_ok) - t_crash_ns) / 1000000 )) ms (their SYNs sent before the takeover wait 1 s to be retransmitted)"
+else
+    t_fail "a write through the floating address succeeds after the crash" "$(tail -5 "$TB_DIR/writer.log")"
+fi
+if tb_poll 10 pair_client_http_ok; then
+    t_pass "HTTP answers through the floating address from b"
+else
+    t_fail "HTTP answers through the floating address from b"
+fi
+# Let the writer run a little past the takeover, then stop it.
+# ... until a session opened after the crash had 20 rows acknowledged (by b).
+session_after_crash() {
+    awk -v t="$t_crash_ns" '$3 == "session" && $1 > t { s[$4] = 1 } $3 == "sok" && ($4 in s) { n++ } END { exit !(n >= 20) }' "$TB_DIR/writer.log"
+}
+tb_poll 10 session_after_crash && t_pass "a client session opened through the floating address after the crash writes on b" ||
+    t_fail "a client session opened after the crash writes on b" "$(cat "$TB_DIR/session.err" 2>/dev/null | tail -3)"
+pair_writer_stop
+
+# --- nothing acknowledged is lost ------------------------------------------------------------
+acked=$(sort -n -u "$TB_DIR/acked" | wc -l)
+before_crash=$(awk -v t="$t_crash_ns" '$3 ~ /ok$/ && $2 <= t' "$TB_DIR/writer.log" | wc -l)
+last_before=$(awk -v t="$t_crash_ns" '$3 ~ /ok$/ && $2 <= t { l = $2 } END { print (l == "" ? 0 : l) }' "$TB_DIR/writer.log")
+lost=$(pair_acked_lost b)
+echo "# acknowledged ids: $acked ($before_crash by a before the crash, $(grep -c ' sok ' "$TB_DIR/writer.log") over kept sessions); failed connections: $(grep -c ' fail ' "$TB_DIR/writer.log")"
+t_eq "every acknowledged row (id and note) is on b (zero lost with synchronous replication)" "$lost" 0
+{ cat "$TB_DIR/acked"; echo "${id0:-1}|not this note"; } >"$TB_DIR/acked.control"
+t_eq "... and the check does see a row that is not there (control)" "$(pair_acked_lost b "$TB_DIR/acked.control")" 1
+gap=$(( (t_crash_ns - last_before) / 1000000 ))
+[ "$before_crash" -ge 50 ] && [ "$gap" -lt 200 ] &&
+    t_pass "rows were acknowledged by a right up to the crash ($before_crash, the last $gap ms before it)" ||
+    t_fail "rows were acknowledged by a right up to the crash" "$before_crash rows, the last $gap ms before the crash"
+
+# --- b is the active node -----------------------------------------------------------------------
+t_eq "b's database is promoted" "$(pair_sql b 'SELECT pg_is_in_recovery()')" f
+tb_poll 5 pair_prop_is b Role active
+t_eq "b's Role is active" "$(pair_prop b Role)" active
+want=$(( ${epoch0:-0} + 1 ))
+t_eq "b's Epoch is $want (one above a's $epoch0)" "$(pair_prop b Epoch)" "$want"
+t_eq "b runs the units" "$(pair_exec b systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "active active "
+t_eq "b sees a dead" "$(pair_prop b PeerState)" dead
+
+echo "# total $(( $(node_now_ms) - t_start )) ms"
+t_summary
