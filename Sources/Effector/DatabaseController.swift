@@ -26,6 +26,9 @@
 
 public import ClusterCore
 import Glibc
+// Glibc types (timespec, SOCK_*) that the CNetlink headers also declare are attributed
+// to whichever module clang builds first; importing both keeps every build seeing them.
+import CNetlink
 
 /// What the local PostgreSQL is, as the bus property `DatabaseRole` shows it.
 public enum DatabaseRole: String, Sendable {

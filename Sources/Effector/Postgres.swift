@@ -5,6 +5,9 @@
 
 internal import CLibpq
 import Glibc
+// Glibc types (timespec, SOCK_*) that the CNetlink headers also declare are attributed
+// to whichever module clang builds first; importing both keeps every build seeing them.
+import CNetlink
 
 /// A failed connection attempt or query, with libpq's message (trimmed, first line kept whole).
 public struct PostgresError: Error, Equatable, Sendable, CustomStringConvertible {

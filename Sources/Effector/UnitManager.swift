@@ -1,4 +1,7 @@
 public import DBusKit
+// Glibc types (timespec, SOCK_*) that the CNetlink headers also declare are attributed
+// to whichever module clang builds first; importing both keeps every build seeing them.
+import CNetlink
 
 /// Why a unit operation failed.
 public struct UnitError: Error, Equatable, Sendable, CustomStringConvertible {

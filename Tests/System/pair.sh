@@ -52,6 +52,25 @@ id0=$(pair_client_write before)
 t_match "the client writes a row through the floating address (id $id0)" "$id0" '^[0-9][0-9]*$'
 t_eq "... replicated to b" "$(pair_sql b "SELECT note FROM rows WHERE id = ${id0:-0}")" before
 
+# --- a's kusu-hbd is stopped (SIGSTOP) past the dead time, then continued -------------------
+# b stops hearing a, but a still serves the address on the service network: b's ARP probe
+# finds it, so b does not take over; at no moment do both hold the address.
+hbd_a=$(pair_exec a systemctl show -P MainPID kusu-hbd.service)
+pair_exec a kill -STOP "$hbd_a"
+both=0
+for _ in $(seq 1 25); do   # 25 × 0.1 s = 2.5 s of watching: past dead_ms (1 s), short of WatchdogSec (3 s)
+    [ "$(pair_vip_holder)" = both ] && both=$((both + 1))
+    sleep 0.1
+done
+t_eq "b sees a's monitor dead while it is stopped" "$(pair_prop b PeerState)" dead
+t_eq "no second holder of the address while a's monitor is stopped" "$both" 0
+t_eq "a still holds the address" "$(pair_vip_holder)" a
+t_eq "b stayed standby" "$(pair_prop b Role)" standby
+pair_exec a kill -CONT "$hbd_a"
+tb_poll 5 pair_prop_is b PeerState alive || t_fail "b hears a again after SIGCONT"
+t_eq "after SIGCONT a is still the active node" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
+t_eq "a's monitor is the same process (stopped for less than WatchdogSec=3s)" "$(pair_exec a systemctl show -P MainPID kusu-hbd.service)" "$hbd_a"
+
 # --- node a dies while a client writes -----------------------------------------------------
 pair_writer_start 30 100000 3
 pair_session_writer_start 30 100000
