@@ -63,6 +63,7 @@ public enum Effector1 {
         public static let announceAddress = "AnnounceAddress"
         public static let probeAddress = "ProbeAddress"
         public static let promoteDatabase = "PromoteDatabase"
+        public static let stopDatabase = "StopDatabase"
         public static let rejoinDatabase = "RejoinDatabase"
         public static let startUnits = "StartUnits"
         public static let stopUnits = "StopUnits"

@@ -16,6 +16,10 @@ public struct Heartbeat: Equatable, Sendable {
     public var link: UInt8
     public var autoFailover: Bool
     public var maintenance: Bool
+    /// The sender released the active role for a switchover; `lsn` is its final WAL position.
+    public var handover: Bool
+    /// The sender asks its active peer to hand the active role over (a switchover asked on the standby).
+    public var switchoverRequested: Bool
     /// Chosen by the sender at start, higher than any it used before; a higher generation
     /// means the sender restarted.
     public var generation: UInt64
@@ -44,8 +48,12 @@ public struct Heartbeat: Equatable, Sendable {
         lsn: UInt64,
         sentAt: UInt64,
         cluster: String,
-        node: String
+        node: String,
+        handover: Bool = false,
+        switchoverRequested: Bool = false
     ) {
+        self.handover = handover
+        self.switchoverRequested = switchoverRequested
         self.kind = kind
         self.role = role
         self.link = link

@@ -9,7 +9,8 @@ internal import Crypto
 ///      5    1  kind (1 = heartbeat)
 ///      6    1  role (NodeRole.wireCode)
 ///      7    1  link
-///      8    2  flags: bit 0 auto-failover, bit 1 maintenance; other bits ignored
+///      8    2  flags: bit 0 auto-failover, bit 1 maintenance, bit 2 handover (lsn is final),
+///                 bit 3 switchover requested; other bits ignored
 ///     10    2  reserved: sent as 0, ignored
 ///     12    8  generation
 ///     20    8  sequence
@@ -37,6 +38,8 @@ public enum HeartbeatCodec {
 
     static let autoFailoverFlag: UInt16 = 1 << 0
     static let maintenanceFlag: UInt16 = 1 << 1
+    static let handoverFlag: UInt16 = 1 << 2
+    static let switchoverRequestFlag: UInt16 = 1 << 3
 
     /// The signed packet for `heartbeat`.
     ///
@@ -57,6 +60,8 @@ public enum HeartbeatCodec {
         var flags: UInt16 = 0
         if heartbeat.autoFailover { flags |= autoFailoverFlag }
         if heartbeat.maintenance { flags |= maintenanceFlag }
+        if heartbeat.handover { flags |= handoverFlag }
+        if heartbeat.switchoverRequested { flags |= switchoverRequestFlag }
         append(flags, to: &body)
         append(UInt16(0), to: &body)
         for value in [heartbeat.generation, heartbeat.sequence, heartbeat.epoch, heartbeat.lsn, heartbeat.sentAt] {
@@ -115,7 +120,8 @@ public enum HeartbeatCodec {
                 kind: kind, role: role, link: link,
                 autoFailover: flags & autoFailoverFlag != 0, maintenance: flags & maintenanceFlag != 0,
                 generation: generation, sequence: sequence, epoch: epoch, lsn: lsn, sentAt: sentAt,
-                cluster: clusterName, node: nodeName
+                cluster: clusterName, node: nodeName,
+                handover: flags & handoverFlag != 0, switchoverRequested: flags & switchoverRequestFlag != 0
             )
         )
     }

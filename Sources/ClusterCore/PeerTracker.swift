@@ -83,6 +83,10 @@ public struct PeerTracker: Sendable, Equatable {
     public private(set) var peerGeneration: UInt64?
     public private(set) var peerAutoFailover: Bool?
     public private(set) var peerMaintenance: Bool?
+    /// The peer released the active role for a switchover; `peerLSN` is its final WAL position.
+    public private(set) var peerHandover = false
+    /// The peer (a standby) asks this node to hand the active role over.
+    public private(set) var peerSwitchoverRequested = false
     /// When the latest packet was accepted, on any link (monotonic), `nil` = never.
     public private(set) var lastSeen: MonotonicInstant?
     /// CLOCK_REALTIME µs of the latest accepted packet, 0 = never (`PeerLastSeenUSec`).
@@ -167,6 +171,8 @@ public struct PeerTracker: Sendable, Equatable {
         peerLSN = heartbeat.lsn
         peerAutoFailover = heartbeat.autoFailover
         peerMaintenance = heartbeat.maintenance
+        peerHandover = heartbeat.handover
+        peerSwitchoverRequested = heartbeat.switchoverRequested
         events.append(.seen)
         return .success(events)
     }

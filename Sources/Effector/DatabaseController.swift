@@ -633,3 +633,48 @@ extension Substring {
         String(drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
     }
 }
+
+extension StandbySetup {
+    /// The final WAL position of a cleanly stopped server: pg_controldata's "Latest checkpoint
+    /// location" (the shutdown checkpoint). A standby that has replayed up to it has every
+    /// transaction the old primary committed. Refuses a server that was not shut down cleanly.
+    public static func finalCheckpointLSN(
+        dataDirectory: String, postgresBinDirectory: String = "/usr/lib/postgresql/15/bin"
+    ) throws(DatabaseError) -> UInt64 {
+        let result: SubprocessResult
+        do {
+            result = try runSubprocess([postgresBinDirectory + "/pg_controldata", "-D", dataDirectory], timeout: .seconds(30))
+        } catch {
+            throw DatabaseError(.queryFailed, "pg_controldata failed: \(error.message)")
+        }
+        guard result.status == 0 else {
+            throw DatabaseError(.queryFailed, "pg_controldata failed (\(result.statusText)): \(result.output)")
+        }
+        var state = ""
+        var location: UInt64?
+        for line in result.output.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let value = parts[1].trimmingCharacters(in: " \t")
+            switch parts[0] {
+            case "Database cluster state": state = value
+            case "Latest checkpoint location": location = DatabaseController.parseLSN(value)
+            default: break
+            }
+        }
+        guard state == "shut down" else {
+            throw DatabaseError(.queryFailed, "the database in \(dataDirectory) is '\(state)', not shut down cleanly")
+        }
+        guard let location else { throw DatabaseError(.queryFailed, "pg_controldata gave no checkpoint location") }
+        return location
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = self
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
+    }
+}

@@ -15,6 +15,8 @@ public enum Operation: Sendable, Equatable {
     case takeover, release
     case addAddress(FloatingAddress), removeAddress(FloatingAddress), announceAddress(FloatingAddress)
     case promoteDatabase
+    /// Stops the database cleanly (for a switchover) and records its final LSN.
+    case stopDatabase
     case rejoinDatabase(primary: IPAddress)
     case startUnits, stopUnits
 
@@ -27,6 +29,7 @@ public enum Operation: Sendable, Equatable {
         case .removeAddress: "RemoveAddress"
         case .announceAddress: "AnnounceAddress"
         case .promoteDatabase: "PromoteDatabase"
+        case .stopDatabase: "StopDatabase"
         case .rejoinDatabase: "RejoinDatabase"
         case .startUnits: "StartUnits"
         case .stopUnits: "StopUnits"
@@ -63,6 +66,8 @@ public final class Effector {
     public private(set) var heldAddresses: [FloatingAddress] = []
     public private(set) var databaseState: DatabaseSnapshot = .unknown
     public private(set) var unitStates: [String: String] = [:]
+    /// The final LSN of the last StopDatabase.
+    public private(set) var finalLSN: UInt64 = 0
     /// Called with the properties that changed.
     public var onChange: ((Set<Published>) -> Void)?
     /// Announcement rounds still to send, per address.
@@ -179,6 +184,7 @@ public final class Effector {
         case .announceAddress(let address): return [("announce", { self.startAnnouncing(address, $0) })]
         case .promoteDatabase: return [("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: false, $0) })]
         case .rejoinDatabase(let primary): return rejoinSteps(primary: primary)
+        case .stopDatabase: return stopDatabaseSteps()
         case .startUnits: return [("units", { self.startUnits($0) })]
         case .stopUnits: return [("units", { self.stopUnits($0) })]
         }
@@ -302,6 +308,36 @@ public final class Effector {
                     switch result {
                     case .success(let snapshot):
                         self.update(database: snapshot)
+                        done(.success(()))
+                    case .failure(let error): done(.failure(error))
+                    }
+                }
+            }),
+        ]
+    }
+
+    func stopDatabaseSteps() -> [Step] {
+        guard let database, let settings = configuration.database else {
+            return [("check", { $0(.failure(.init(.notConfigured, "no [database] is configured"))) })]
+        }
+        return [
+            ("check", { done in
+                let held = self.configuration.addresses.filter { self.addresses.holds($0) == true }
+                guard held.isEmpty else {
+                    return done(.failure(.init(.invalidArgument, "this node still holds \(held.map(\.description).joined(separator: ", ")); release it first")))
+                }
+                done(.success(()))
+            }),
+            ("stop", { done in self.units.stop([settings.unit], completion: done) }),
+            ("final", { done in
+                self.perform({ () -> Result<UInt64, EffectorError> in
+                    do throws(EffectorError) { return .success(try database.finalCheckpointLSN()) } catch { return .failure(error) }
+                }) { result in
+                    switch result {
+                    case .success(let lsn):
+                        self.finalLSN = lsn
+                        self.logger.notice("database stopped for a switchover", metadata: ["pg.final_lsn": "\(lsn)"])
+                        self.update(database: DatabaseSnapshot(role: "down", lsn: lsn, timeline: self.databaseState.timeline))
                         done(.success(()))
                     case .failure(let error): done(.failure(error))
                     }

@@ -90,6 +90,20 @@ public final class EffectorBus {
                 self.run(.promoteDatabase, reason: "PromoteDatabase", action: Effector1.Action.manageDatabase, call)
             }
         }
+        iface.method(Effector1.Method.stopDatabase, out: [.init("final_lsn", "t")], flags: .unprivileged) { [unowned self] call in
+            guard effector.configuration.database != nil else {
+                return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
+            }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "stop"]) {
+                self.effector.run(.stopDatabase, reason: "StopDatabase", caller: call.callerCredentials, action: Effector1.Action.manageDatabase) {
+                    [effector] result in
+                    switch result {
+                    case .success: call.reply([.uint64(effector.finalLSN)])
+                    case .failure(let error): call.fail(Self.busError(error))
+                    }
+                }
+            }
+        }
         iface.method(Effector1.Method.rejoinDatabase, in: [.init("primary", "s")], flags: .unprivileged) { [unowned self] call in
             guard let primary = self.validated(call, resources.primary(call.arguments.first?.string ?? "")) else { return }
             authorize(call, Effector1.Action.manageDatabase, details: ["operation": "rejoin", "primary": primary.node.name]) {

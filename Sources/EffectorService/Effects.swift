@@ -56,6 +56,8 @@ public protocol DatabaseEffects: Sendable {
     func prepareStandby(primary: IPAddress, applicationName: String) throws(EffectorError)
     /// Waits until the (started) server streams from its primary.
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot
+    /// The shutdown checkpoint of the cleanly stopped server: its final WAL position.
+    func finalCheckpointLSN() throws(EffectorError) -> UInt64
 }
 
 /// systemd units, asynchronously on the loop; each completion runs on the loop thread.

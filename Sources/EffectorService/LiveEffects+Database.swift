@@ -47,6 +47,14 @@ struct PostgresDatabase: DatabaseEffects {
         }
     }
 
+    func finalCheckpointLSN() throws(EffectorError) -> UInt64 {
+        do {
+            return try StandbySetup.finalCheckpointLSN(dataDirectory: settings.dataDirectory)
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
     static func snapshot(_ status: DatabaseStatus) -> DatabaseSnapshot {
         DatabaseSnapshot(
             role: status.role.rawValue, lsn: status.lsn, timeline: status.timeline,

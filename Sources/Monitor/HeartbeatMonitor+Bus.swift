@@ -44,10 +44,8 @@ extension HeartbeatMonitor {
         iface.signal(Heartbeat1.Signal.peerStateChanged, [.init("peer", "s"), .init("old", "s"), .init("new", "s")])
         iface.signal(Heartbeat1.Signal.roleChanged, [.init("old", "s"), .init("new", "s"), .init("reason", "s")])
 
-        // Switchover (the coordinated handover) arrives with the heartbeat-channel protocol;
-        // until then it answers NotSupported and changes nothing.
-        iface.method(Heartbeat1.Method.switchover, flags: .unprivileged) { call in
-            call.fail(.notSupported("Switchover is not available yet: use Release on the active node, then Takeover on the other"))
+        iface.method(Heartbeat1.Method.switchover, flags: .unprivileged) { [unowned self] call in
+            authorize(call, Heartbeat1.Action.switchover, details: [:]) { self.switchover(call) }
         }
         iface.method(Heartbeat1.Method.takeover, in: [.init("force", "b")], flags: .unprivileged) { [unowned self] call in
             let force = call.arguments.first?.bool ?? false

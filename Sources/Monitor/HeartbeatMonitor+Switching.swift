@@ -56,6 +56,10 @@ extension HeartbeatMonitor {
         if tracker.state == .dead {
             verdict = FailoverPolicy.automatic(switchingInputs)
             reason = "peer \(peerName) dead on every link"
+        } else if tracker.peerHandover && tracker.peerRole == .standby {
+            // Switchover: the peer stopped cleanly at its final LSN; take over once it is replayed.
+            guard let replayed = effector.lsn, effector.reachable, replayed >= tracker.peerLSN else { return }
+            return takeOver("switchover: \(peerName) handed over at LSN \(tracker.peerLSN), replayed")
         } else {
             let local = configuration.localNode
             let peer = configuration.peerNode
@@ -207,6 +211,10 @@ extension HeartbeatMonitor {
                     case .failure(let error): detail = error.message
                     }
                     execute(roles.takeoverFinished(success: detail.isEmpty, detail: detail))
+                    if requestSwitchoverUntil != nil || switchoverCall != nil && role != .releasing {
+                        requestSwitchoverUntil = nil
+                        finishSwitchover(result)
+                    }
                     done?(result)
                 }
             case .release(let reason):
@@ -248,7 +256,7 @@ extension HeartbeatMonitor {
             case .failure:
                 effector = EffectorView()
             }
-            if before != (effector.busy, effector.databaseRole) { evaluateAutomatic() }
+            if before != (effector.busy, effector.databaseRole) || tracker.peerHandover { evaluateAutomatic() }
             evaluateRejoin()
         }
     }
@@ -262,13 +270,99 @@ extension HeartbeatMonitor {
         case "takeover": verdict = FailoverPolicy.manualTakeover(switchingInputs, force: false)
         case "force-takeover": verdict = FailoverPolicy.manualTakeover(switchingInputs, force: true)
         case "automatic": verdict = FailoverPolicy.automatic(switchingInputs)
-        case "switchover": return .success((false, "switchover is not available yet"))
+        case "switchover":
+            if effector.busy { return .success((false, SwitchRefusal.effectorBusy.description)) }
+            guard tracker.state == .alive else { return .success((false, "the peer is \(tracker.state)")) }
+            switch (role, tracker.peerRole) {
+            case (.active, .standby?), (.standby, .active?): return .success((true, ""))
+            default:
+                return .success((false, "this node is \(role.rawValue) and the peer \(tracker.peerRole?.rawValue ?? "unknown")"))
+            }
         default:
             return .failure(.invalidArgs("unknown operation '\(operation)': use takeover, force-takeover, automatic or switchover"))
         }
         switch verdict {
         case .proceed: return .success((true, ""))
         case .refuse(let refusal): return .success((false, refusal.description))
+        }
+    }
+
+    // MARK: Switchover
+
+    /// Switchover(), authorised: on the active node hand over now; on the standby ask the active
+    /// peer (in heartbeats) to hand over. Answered when the peer (or this node) is active.
+    func switchover(_ call: MethodInvocation) {
+        guard switchoverCall == nil, handoverLSN == nil else {
+            return call.fail(.failed("a switchover is already under way"))
+        }
+        guard tracker.state == .alive else {
+            return call.fail(.failed("switchover refused: the peer is \(tracker.state); use takeover instead"))
+        }
+        guard !effector.busy else { return call.fail(.failed("switchover refused: \(SwitchRefusal.effectorBusy)")) }
+        switch (role, tracker.peerRole) {
+        case (.active, .standby?):
+            beginHandover(call: call)
+        case (.standby, .active?):
+            switchoverCall = call
+            requestSwitchoverUntil = loop.now + .seconds(60)
+            logger.notice("switchover requested from the active peer", metadata: ["peer.name": "\(configuration.peerNode.name)"])
+        default:
+            call.fail(.failed("switchover refused: this node is \(role.rawValue) and the peer \(tracker.peerRole?.rawValue ?? "unknown")"))
+        }
+    }
+
+    /// Releases (units, addresses), stops the database cleanly and advertises its final LSN.
+    func beginHandover(call: MethodInvocation?) {
+        switchoverCall = call
+        let peer = configuration.peerNode.name
+        execute(roles.beginRelease(reason: "switchover to \(peer)")) { [unowned self] result in
+            if case .failure(let error) = result { return finishSwitchover(.failure(error)) }
+            guard configuration.database != nil else {
+                handoverLSN = 0
+                return
+            }
+            do {
+                _ = try bus.call(
+                    destination: effectorName, path: effectorPath, interface: effectorInterface,
+                    member: MemberName(Effector1.Method.stopDatabase), [], timeout: .seconds(300)
+                ) { [unowned self] result in
+                    switch result {
+                    case .success(let values):
+                        handoverLSN = values.first?.uint64 ?? 0
+                        logger.notice("handing over at the final LSN", metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)"])
+                    case .failure(let error):
+                        finishSwitchover(.failure(error))
+                    }
+                }
+            } catch let error as DBusError {
+                finishSwitchover(.failure(error))
+            } catch {
+                finishSwitchover(.failure(.failed("\(error)")))
+            }
+        }
+    }
+
+    /// The peer's role changed: a switchover may have completed.
+    func switchoverProgress() {
+        if handoverLSN != nil, tracker.peerRole == .active {
+            handoverLSN = nil
+            finishSwitchover(.success(()))
+        }
+        if requestSwitchoverUntil != nil, tracker.peerRole == .standby || role == .active {
+            requestSwitchoverUntil = nil
+        }
+    }
+
+    func finishSwitchover(_ result: Result<Void, DBusError>) {
+        if case .failure(let error) = result {
+            logger.error("switchover failed", metadata: ["error": "\(error.message)"])
+            handoverLSN = nil
+        }
+        guard let call = switchoverCall else { return }
+        switchoverCall = nil
+        switch result {
+        case .success: call.reply()
+        case .failure(let error): call.fail(error)
         }
     }
 

@@ -42,6 +42,12 @@ public final class HeartbeatMonitor {
     /// An address probe is under way before an automatic takeover; a later look is scheduled.
     var probing = false
     var reevaluation: TimerSource?
+    /// Switchover: the final LSN this node advertises after handing the active role over.
+    var handoverLSN: UInt64?
+    /// Switchover asked on this (standby) node: ask the peer in heartbeats until this instant.
+    var requestSwitchoverUntil: Duration?
+    /// The operator's Switchover call, answered when the handover completes.
+    var switchoverCall: MethodInvocation?
     var nextRejoinAttempt: Duration = .zero
     let polkit: PolkitAuthority
     var packetsReceived: UInt64 = 0
@@ -143,8 +149,9 @@ public final class HeartbeatMonitor {
             let heartbeat = Heartbeat(
                 kind: .heartbeat, role: role, link: UInt8(link),
                 autoFailover: autoFailover, maintenance: maintenance,
-                generation: generation, sequence: sequence, epoch: roles.epoch, lsn: effector.lsn ?? 0, sentAt: now,
-                cluster: configuration.cluster.name, node: configuration.localNode.name)
+                generation: generation, sequence: sequence, epoch: roles.epoch, lsn: handoverLSN ?? effector.lsn ?? 0,
+                sentAt: now, cluster: configuration.cluster.name, node: configuration.localNode.name,
+                handover: handoverLSN != nil, switchoverRequested: (requestSwitchoverUntil ?? .zero) > loop.now)
             let packet = HeartbeatCodec.encode(heartbeat, key: key)
             guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
                 ?? sockets.first(where: { $0.carries(peerAddress) })
@@ -258,6 +265,7 @@ public final class HeartbeatMonitor {
             case .roleChanged:
                 changed(Heartbeat1.Property.peerRole)
                 resolveTwoActives()
+                switchoverProgress()
                 evaluateAutomatic()
             case .epochChanged(let peerEpoch):
                 changed(Heartbeat1.Property.peerEpoch)
@@ -266,6 +274,9 @@ public final class HeartbeatMonitor {
             case .seen:
                 changed(Heartbeat1.Property.peerLastSeenUSec)
                 changed(Heartbeat1.Property.links)
+                if tracker.peerSwitchoverRequested && role == .active && handoverLSN == nil && switchoverCall == nil {
+                    beginHandover(call: nil)
+                }
             }
         }
         persistPeerGeneration()

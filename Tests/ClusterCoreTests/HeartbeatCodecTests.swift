@@ -113,3 +113,16 @@ func randomHeartbeat(using rng: inout SplitMix64) -> Heartbeat {
     )
 }
 let goldenMAC = "1b2d110982a4011b1a3ef709cd9583780850424f9c1834b9cbf22bd0cabe1a16"
+
+@Suite struct HandoverFlags {
+    @Test func switchoverFlagsRoundTripAndAreSigned() throws {
+        let key = try #require(HeartbeatKey(Array(repeating: 7, count: 32)))
+        for (handover, request) in [(false, false), (true, false), (false, true), (true, true)] {
+            let heartbeat = Heartbeat(
+                role: .releasing, link: 0, autoFailover: true, maintenance: false, generation: 5, sequence: 9, epoch: 3,
+                lsn: 0x16_B374_D848, sentAt: 1, cluster: "kusu", node: "installer", handover: handover, switchoverRequested: request)
+            let decoded = try HeartbeatCodec.decode(HeartbeatCodec.encode(heartbeat, key: key), key: key).get()
+            #expect(decoded == heartbeat)
+        }
+    }
+}

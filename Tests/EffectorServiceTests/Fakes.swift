@@ -60,6 +60,11 @@ final class FakeDatabase: DatabaseEffects {
         journal.record("prepareStandby \(primary) as \(applicationName)")
         role.withLock { $0 = "standby" }
     }
+    func finalCheckpointLSN() throws(EffectorError) -> UInt64 {
+        journal.record("finalCheckpointLSN")
+        return 4242
+    }
+
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot {
         journal.record("waitUntilStreaming")
         return DatabaseSnapshot(role: "standby", lsn: 300, timeline: 2)
