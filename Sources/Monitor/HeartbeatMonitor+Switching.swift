@@ -34,9 +34,15 @@ extension HeartbeatMonitor {
         if let local = effector.lsn, effector.reachable {
             lag = tracker.peerLSN > local ? tracker.peerLSN - local : 0
         }
+        var tieBreakerReachable = tieBreaker?.reachable ?? configuration.cluster.tieBreakers.isEmpty
+        if tracker.state == .dead, let tieBreaker {
+            // Only an answer to a ping sent after the peer fell silent shows that this node's
+            // own network still worked then; an older one may predate our own isolation.
+            tieBreakerReachable = tieBreaker.answered(since: tracker.lastSeen?.sinceOrigin ?? .zero)
+        }
         return SwitchingInputs(
             role: role, peerState: tracker.state, peerRole: tracker.peerRole, autoFailover: autoFailover,
-            maintenance: maintenance, tieBreakerReachable: tieBreaker?.reachable ?? configuration.cluster.tieBreakers.isEmpty,
+            maintenance: maintenance, tieBreakerReachable: tieBreakerReachable,
             hasDatabase: database != nil, lagBytes: lag, maxLagBytes: database?.maxLagBytes ?? 0,
             effectorBusy: effector.busy)
     }
@@ -101,6 +107,10 @@ extension HeartbeatMonitor {
     }
 
     func refuse(_ refusal: SwitchRefusal) {
+        if tracker.state == .dead, refusal == .tieBreakerUnreachable {
+            // Look again shortly: the next answer (or the next round) may come at any moment.
+            reevaluation = try? loop.addTimer(at: loop.now + .milliseconds(250)) { [unowned self] in evaluateAutomatic() }
+        }
         guard refusal != lastAutomaticRefusal else { return }
         lastAutomaticRefusal = refusal
         let peerName = configuration.peerNode.name

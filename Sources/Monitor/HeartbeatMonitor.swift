@@ -254,6 +254,7 @@ public final class HeartbeatMonitor {
                     logger.error("cannot emit a signal", metadata: ["error": "\(error)"])
                 }
                 ServiceManager.notify("STATUS=\(role.rawValue); peer \(configuration.peerNode.name) is \(new.rawValue)")
+                if new == .late || new == .dead { tieBreaker?.probeNow() }
                 evaluateAutomatic()
             case .linkChanged(let link, let up):
                 logger.notice(

@@ -172,6 +172,20 @@ final class TieBreakerProbe {
         }
     }
 
+    /// Sends a round now (the peer just fell silent: a fresh answer is wanted), without
+    /// changing the cadence.
+    func probeNow() {
+        guard timer != nil else { return }
+        sendRound(at: loop.now)
+    }
+
+    /// Whether some target answered a ping sent after `instant` (CLOCK_MONOTONIC, as
+    /// `loop.now`): proof that this node's own network worked after that moment.
+    /// True when no targets are configured.
+    func answered(since instant: Duration) -> Bool {
+        state.targets.isEmpty || state.lastAnswer.contains { ($0 ?? .zero) > instant }
+    }
+
     /// Stops probing; `reachable` keeps its last value.
     func stop() {
         timer?.cancel()

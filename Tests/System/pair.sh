@@ -102,6 +102,25 @@ tb_poll 5 pair_prop_is b PeerState alive || t_fail "b hears a again after SIGCON
 t_eq "after SIGCONT a is still the active node" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
 t_eq "a's monitor is the same process (stopped for less than WatchdogSec=3s)" "$(pair_exec a systemctl show -P MainPID kusu-hbd.service)" "$hbd_a"
 
+# --- the standby cut off from the tie-breaker and the peer: no takeover ---------------------
+tb_link b 0 down; tb_link b 1 down
+if tb_poll 3 pair_prop_is b PeerState dead; then t_pass "b, cut off, sees a dead"; else t_fail "b, cut off, sees a dead"; fi
+tb_poll 5 pair_prop_is b TieBreakerReachable false || t_fail "b's tie-breaker goes silent"
+sleep_watch=0; for _ in $(seq 1 15); do [ "$(pair_prop b Role)" != standby ] && sleep_watch=$((sleep_watch + 1)); sleep 0.1; done
+t_eq "the cut-off standby does not take over (tie-breaker silent)" "$sleep_watch $(pair_prop b Role)" "0 standby"
+tb_link b 0 up; tb_link b 1 up
+tb_poll 5 pair_prop_is b PeerState alive || t_fail "b hears a again"
+tb_poll 6 pair_prop_is b TieBreakerReachable true || t_fail "b's tie-breaker answers again"
+t_eq "a is still the only holder" "$(pair_vip_holder)" a
+
+# --- a caller outside kusu-admin cannot switch ------------------------------------------------
+pair_exec a useradd -M kusu-t-user
+out=$(pair_exec a setpriv --reuid=kusu-t-user --regid="$(pair_exec a id -g kusu-t-user)" --init-groups kusu-ha --no-ask-password switchover 2>&1)
+rc=$?
+t_eq "kusu-ha switchover by a user outside kusu-admin exits 3" "$rc" 3
+t_match "... with one line naming the polkit action" "$out" 'org.kusu.heartbeat1.switchover'
+t_eq "... and nothing moves" "$(pair_prop a Role) $(pair_prop b Role) $(pair_vip_holder)" "active standby a"
+
 # --- node a dies while a client writes -----------------------------------------------------
 epoch_crash=$(pair_prop a Epoch)
 pair_writer_start 30 100000 3

@@ -220,7 +220,7 @@ pair__files() {
 name = "kusu"
 node = "${PAIR_NAME[$n]}"
 auth_key_file = "/etc/kusu-ha/authkey"
-tie_breakers = []
+tie_breakers = ["198.18.0.1"]
 
 [[nodes]]
 name = "installer"
