@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# System test: man pages and shell completions are generated from the command
+# definitions (scripts/generate-docs.sh) and document what they should.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+. "$here/harness.sh"
+export TMPDIR=${TMPDIR:-/tmp}
+out=$(mktemp -d "$TMPDIR/kusu-docs.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+if "$repo/scripts/generate-docs.sh" "$out" >"$out.log" 2>&1; then t_pass "scripts/generate-docs.sh runs"; else t_fail "scripts/generate-docs.sh runs" "$(tail -5 "$out.log")"; fi
+rm -f "$out.log"
+t_check "kusu-ha(1) exists" test -s "$out/man1/kusu-ha.1"
+t_check "kusu-hbd(8) exists" test -s "$out/man8/kusu-hbd.8"
+t_check "kusu-effectord(8) exists" test -s "$out/man8/kusu-effectord.8"
+t_match "kusu-ha(1) documents the switchover verb" "$(cat "$out/man1/kusu-ha.1" 2>/dev/null)" 'switchover'
+t_match "kusu-ha(1) documents the exit statuses" "$(cat "$out/man1/kusu-ha.1" 2>/dev/null)" 'not authorized'
+t_match "kusu-hbd(8) documents --check-config" "$(cat "$out/man8/kusu-hbd.8" 2>/dev/null)" 'check-config'
+for shell in bash zsh fish; do
+    t_match "the $shell completion knows the verbs" "$(cat "$out/completions/kusu-ha.$shell" 2>/dev/null)" 'auto-failover'
+done
+t_summary
