@@ -92,8 +92,8 @@ public final class HeartbeatMonitor {
             linkCount: configuration.linkCount,
             timing: .init(interval: configuration.cluster.interval, warn: configuration.cluster.warn, dead: configuration.cluster.dead),
             start: MonotonicInstant(loop.now), minimumGeneration: store.state.peerGeneration)
-        path = try! ObjectPath(Heartbeat1.objectPath)  // a constant of the contract
-        interface = try! InterfaceName(Heartbeat1.interface)
+        path = ObjectPath(stringLiteral: Heartbeat1.objectPath)  // constants of the contract: valid names
+        interface = InterfaceName(stringLiteral: Heartbeat1.interface)
     }
 
     /// Opens the heartbeat sockets, exports the bus object, takes the bus name and starts the timers.
