@@ -58,6 +58,8 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     case addressInUse(address: String, mac: String)
     /// The floating address could not be probed.
     case probeFailed(String)
+    /// The `[fencing]` command did not succeed.
+    case fencingFailed(String)
 
     public var description: String {
         switch self {
@@ -74,6 +76,7 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
         case .addressInUse(let address, let mac):
             "\(address) still answers from \(mac): the active node is alive on the service network"
         case .probeFailed(let why): "the floating address could not be probed: \(why)"
+        case .fencingFailed(let why): "fencing the peer failed: \(why)"
         }
     }
 }
@@ -155,6 +158,30 @@ public enum FailoverPolicy {
         }
         guard let role = localDatabaseRole, role == "primary" || role == "down" else {
             return .refuse(.notElected("the local database is \(localDatabaseRole ?? "unknown"): nothing to rejoin"))
+        }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        return .proceed
+    }
+
+    /// `auto_failback`: the preferred node (higher priority) came back as a standby whose
+    /// database streams from the active peer and has caught up; it asks for a switchover,
+    /// which moves the active role back without losing anything. Off by default.
+    public static func failback(
+        _ inputs: SwitchingInputs, autoFailback: Bool, localPriority: Int, peerPriority: Int, localDatabaseRole: String?
+    ) -> SwitchVerdict {
+        guard autoFailback else { return .refuse(.notElected("auto_failback is off")) }
+        guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .alive, inputs.peerRole == .active else {
+            return .refuse(.notElected("the peer is not an active node that answers"))
+        }
+        guard localPriority > peerPriority else { return .refuse(.notElected("the peer has the higher priority")) }
+        if inputs.hasDatabase {
+            guard localDatabaseRole == "standby" else {
+                return .refuse(.notElected("the local database is \(localDatabaseRole ?? "unknown"), not a standby yet"))
+            }
+            if let refusal = lagRefusal(inputs) { return .refuse(refusal) }
         }
         guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
         return .proceed

@@ -88,13 +88,37 @@ extension HeartbeatMonitor {
                     // The peer may give the address up (or die on the service network too): look again.
                     reevaluation = try? loop.addTimer(at: loop.now + .seconds(1)) { [unowned self] in evaluateAutomatic() }
                 } else {
-                    takeOver(reason)
+                    fenceThenTakeOver(reason)
                 }
             }
         case .proceed:
-            takeOver(reason)
+            if tracker.state == .dead { fenceThenTakeOver(reason) } else { takeOver(reason) }
         case .refuse(let refusal):
             refuse(refusal)
+        }
+    }
+
+    /// With `[fencing]` configured, the command must succeed before the takeover; a failure
+    /// is a refusal, tried again after 5 s.
+    func fenceThenTakeOver(_ reason: String) {
+        guard let command = configuration.fencingCommand else { return takeOver(reason) }
+        probing = true
+        logger.notice("fencing the peer", metadata: ["peer.name": "\(configuration.peerNode.name)", "fence.command": "\(command.joined(separator: " "))"])
+        do {
+            try loop.perform({ Fencing.run(command, timeout: .seconds(60)) }) { [unowned self] failure in
+                probing = false
+                guard role == .standby, tracker.state == .dead else { return }
+                if let failure {
+                    refuse(.fencingFailed(failure))
+                    reevaluation = try? loop.addTimer(at: loop.now + .seconds(5)) { [unowned self] in evaluateAutomatic() }
+                } else {
+                    logger.notice("peer fenced", metadata: ["peer.name": "\(configuration.peerNode.name)"])
+                    takeOver(reason)
+                }
+            }
+        } catch {
+            probing = false
+            refuse(.fencingFailed("cannot start a thread: \(error)"))
         }
     }
 
@@ -170,6 +194,18 @@ extension HeartbeatMonitor {
             rejoining = false
             nextRejoinAttempt = loop.now + .seconds(30)
         }
+    }
+
+    /// auto_failback: the preferred node, back as a caught-up standby, asks for a switchover.
+    func evaluateFailback() {
+        guard requestSwitchoverUntil == nil, switchoverCall == nil, handoverLSN == nil else { return }
+        let verdict = FailoverPolicy.failback(
+            switchingInputs, autoFailback: configuration.cluster.autoFailback,
+            localPriority: configuration.localNode.priority, peerPriority: configuration.peerNode.priority,
+            localDatabaseRole: configuration.database == nil ? nil : effector.databaseRole)
+        guard verdict == .proceed else { return }
+        logger.notice("failback: asking the active peer for a switchover", metadata: ["peer.name": "\(configuration.peerNode.name)"])
+        requestSwitchoverUntil = loop.now + .seconds(60)
     }
 
     /// Two active nodes hear each other: the one that should yield releases now.
@@ -268,6 +304,7 @@ extension HeartbeatMonitor {
             }
             if before != (effector.busy, effector.databaseRole) || tracker.peerHandover { evaluateAutomatic() }
             evaluateRejoin()
+            evaluateFailback()
         }
     }
 

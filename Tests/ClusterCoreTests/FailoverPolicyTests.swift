@@ -237,3 +237,26 @@ import Testing
         #expect(FailoverPolicy.rejoin(late, localDatabaseRole: "primary") != .proceed)
     }
 }
+
+@Suite struct Failback {
+    static let inputs = SwitchingInputs(role: .standby, peerState: .alive, peerRole: .active)
+
+    @Test func onlyWhenAskedForAndCaughtUp() {
+        func verdict(_ inputs: SwitchingInputs = Self.inputs, on: Bool = true, local: Int = 100, peer: Int = 50, db: String? = "standby") -> SwitchVerdict {
+            FailoverPolicy.failback(inputs, autoFailback: on, localPriority: local, peerPriority: peer, localDatabaseRole: db)
+        }
+        #expect(verdict() == .proceed)
+        #expect(verdict(on: false) == .refuse(.notElected("auto_failback is off")))
+        #expect(verdict(local: 50, peer: 100) == .refuse(.notElected("the peer has the higher priority")))
+        #expect(verdict(db: "primary") != .proceed)  // not rejoined yet
+        var lagging = Self.inputs
+        lagging.lagBytes = 9_999_999
+        #expect(verdict(lagging) == .refuse(.lagTooHigh(bytes: 9_999_999, limit: 1_048_576)))
+        var maintenance = Self.inputs
+        maintenance.maintenance = true
+        #expect(verdict(maintenance) == .refuse(.maintenance))
+        var peerStandby = Self.inputs
+        peerStandby.peerRole = .standby
+        #expect(verdict(peerStandby) != .proceed)
+    }
+}

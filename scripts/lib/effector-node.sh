@@ -114,6 +114,10 @@ interface = "eth0"
 [units]
 start = ["kusu-ok.service", "kusu-http.service"]
 
+[fencing]
+# A stand-in for fence_ipmilan: fails while the test bed's /run/kusu-fence-fails exists.
+command = ["/bin/sh", "-c", "test ! -e /run/kusu-fence-fails"]
+
 [database]
 unit = "kusu-pg-standby.service"
 socket_directory = "/run/kusu-pg"
