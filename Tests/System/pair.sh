@@ -102,13 +102,29 @@ tb_poll 5 pair_prop_is b PeerState alive || t_fail "b hears a again after SIGCON
 t_eq "after SIGCONT a is still the active node" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
 t_eq "a's monitor is the same process (stopped for less than WatchdogSec=3s)" "$(pair_exec a systemctl show -P MainPID kusu-hbd.service)" "$hbd_a"
 
+# --- every heartbeat link cut while the service network stays up: no takeover ---------------
+# The heartbeats cross br1 and br2 only; br0 (the service network, the address, the
+# tie-breaker) stays up, so b's ARP probe finds a still holding the address.
+tb_link a 1 down; tb_link a 2 down
+if tb_poll 3 pair_prop_is b PeerState dead; then t_pass "with both heartbeat links cut b sees a dead"; else t_fail "b sees a dead with the heartbeat links cut"; fi
+both=0
+for _ in $(seq 1 15); do   # ≈ 1.5 s: b probes, finds the address in use, keeps looking
+    [ "$(pair_vip_holder)" = both ] && both=$((both + 1))
+    sleep 0.1
+done
+t_eq "no takeover while the service network shows a holding the address" "$(pair_vip_holder) $(pair_prop b Role)" "a standby"
+t_eq "no second holder of the address with the heartbeat links cut" "$both" 0
+t_eq "a (which hears nothing either) stays active" "$(pair_prop a Role)" active
+tb_link a 1 up; tb_link a 2 up
+tb_poll 5 pair_prop_is b PeerState alive || t_fail "b hears a again when the links return"
+
 # --- the standby cut off from the tie-breaker and the peer: no takeover ---------------------
-tb_link b 0 down; tb_link b 1 down
+tb_link b 0 down; tb_link b 1 down; tb_link b 2 down
 if tb_poll 3 pair_prop_is b PeerState dead; then t_pass "b, cut off, sees a dead"; else t_fail "b, cut off, sees a dead"; fi
 tb_poll 5 pair_prop_is b TieBreakerReachable false || t_fail "b's tie-breaker goes silent"
 sleep_watch=0; for _ in $(seq 1 15); do [ "$(pair_prop b Role)" != standby ] && sleep_watch=$((sleep_watch + 1)); sleep 0.1; done
 t_eq "the cut-off standby does not take over (tie-breaker silent)" "$sleep_watch $(pair_prop b Role)" "0 standby"
-tb_link b 0 up; tb_link b 1 up
+tb_link b 0 up; tb_link b 1 up; tb_link b 2 up
 tb_poll 5 pair_prop_is b PeerState alive || t_fail "b hears a again"
 tb_poll 6 pair_prop_is b TieBreakerReachable true || t_fail "b's tie-breaker answers again"
 t_eq "a is still the only holder" "$(pair_vip_holder)" a

@@ -3,8 +3,8 @@
 # stack, with PostgreSQL replicated synchronously ACROSS the nodes over the
 # service network (br0):
 #
-#   node a "installer" (netns kha-ID-a, 198.18.0.11/198.18.4.11, priority 100)
-#   node b "failover"  (netns kha-ID-b, 198.18.0.12/198.18.4.12, priority 50)
+#   node a "installer" (netns kha-ID-a, service 198.18.0.11, heartbeats 198.18.4.11 and 198.18.8.11, priority 100)
+#   node b "failover"  (netns kha-ID-b, service 198.18.0.12, heartbeats 198.18.4.12 and 198.18.8.12, priority 50)
 #   client namespace   kha-ID-c on br0, 198.18.0.50/24 (HTTP and SQL through
 #                      the floating address 198.18.0.100)
 #
@@ -194,7 +194,7 @@ pair_writer_stop() {
 # test bed's, it outlives the container; a real machine's NIC would be silent).
 pair_crash() {
     local n=$1
-    tb_link "$n" 0 down; tb_link "$n" 1 down
+    tb_link "$n" 0 down; tb_link "$n" 1 down; tb_link "$n" 2 down
     node_crash "$(pair_node "$n")"
     ip -n "$(tb_ns "$n")" addr del "$PAIR_VIP/24" dev eth0 2>/dev/null
     return 0
@@ -225,12 +225,12 @@ tie_breakers = ["198.18.0.1"]
 [[nodes]]
 name = "installer"
 priority = 100
-addresses = ["198.18.0.11", "198.18.4.11"]
+addresses = ["198.18.4.11", "198.18.8.11"]
 
 [[nodes]]
 name = "failover"
 priority = 50
-addresses = ["198.18.0.12", "198.18.4.12"]
+addresses = ["198.18.4.12", "198.18.8.12"]
 
 [[addresses]]
 address = "$PAIR_VIP/24"
@@ -303,7 +303,7 @@ pair__boot_node() {
 pair__pg_conf() {
     cat <<CONF
 port = 5432
-listen_addresses = '198.18.0.${PAIR_HOST[$1]},$PAIR_VIP'
+listen_addresses = '198.18.0.${PAIR_HOST[$1]},198.18.4.${PAIR_HOST[$1]},$PAIR_VIP'
 unix_socket_directories = '/run/kusu-pg'
 wal_level = replica
 wal_log_hints = on
@@ -332,7 +332,7 @@ pair__pg_setup() {
 local all         all peer map=kusu
 local replication all peer map=kusu
 # TEST ONLY: trust postgres from the service network (replication, clients via the floating address)
-host  all,replication postgres 198.18.0.0/24 trust
+host  all,replication postgres 198.18.0.0/16 trust
 HBA
 cat >$PAIR_PG_DATA/pg_ident.conf <<IDENT
 kusu root     postgres

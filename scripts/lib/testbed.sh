@@ -2,10 +2,11 @@
 # The kusu-ha network test bed: nodes in network namespaces joined by bridges,
 # each with a private D-Bus system bus that enforces the project's bus policy.
 #
-#   switch netns  kha-ID-sw: br0 (link0, 198.18.0.0/24), br1 (link1, 198.18.4.0/24);
+#   switch netns  kha-ID-sw: br0 (service network and link0, 198.18.0.0/24),
+#                 br1 (198.18.4.0/24) and br2 (198.18.8.0/24), heartbeat-only networks;
 #                 it answers on 198.18.0.1, the tie-breaker
-#   node netns    kha-ID-a:  eth0 198.18.0.11, eth1 198.18.4.11  (node "installer")
-#                 kha-ID-b:  eth0 198.18.0.12, eth1 198.18.4.12  (node "failover")
+#   node netns    kha-ID-a:  eth0 198.18.0.11, eth1 198.18.4.11, eth2 198.18.8.11  (node "installer")
+#                 kha-ID-b:  eth0 198.18.0.12, eth1 198.18.4.12, eth2 198.18.8.12  (node "failover")
 #
 # Addresses come from 198.18.0.0/15 and live only inside these namespaces.
 # Everything started here is recorded and ended by PID in tb_cleanup, which runs
@@ -58,7 +59,7 @@ tb_network() {
     local sw; sw=$(tb_ns sw)
     ip netns add "$sw"; TB_NETNS+=("$sw")
     ip -n "$sw" link set lo up
-    for br in br0 br1; do
+    for br in br0 br1 br2; do
         ip -n "$sw" link add "$br" type bridge
         ip -n "$sw" link set "$br" up
     done
@@ -81,7 +82,7 @@ tb_node_net() {
     # skipped (/proc/sys is read-only there), so the test bed sets it per namespace.
     ip netns exec "$ns" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
     local link=0 subnet
-    for subnet in 0 4; do
+    for subnet in 0 4 8; do
         ip -n "$ns" link add "eth$link" type veth peer name "$node$link" netns "$sw"
         ip -n "$sw" link set "$node$link" master "br$link" up
         ip -n "$ns" addr add "198.18.$subnet.$host/24" dev "eth$link"
