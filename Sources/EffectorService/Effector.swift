@@ -286,14 +286,8 @@ public final class Effector {
         }
         let node = configuration.localNode.name
         return [
-            ("check", { done in
-                // A node that serves the floating addresses must not turn its database into a standby.
-                let held = self.configuration.addresses.filter { self.addresses.holds($0) == true }
-                guard held.isEmpty else {
-                    return done(.failure(.init(.invalidArgument, "this node still holds \(held.map(\.description).joined(separator: ", ")); release it first")))
-                }
-                done(.success(()))
-            }),
+            // A node that serves the floating addresses must not turn its database into a standby.
+            ("check", { self.requireNoAddressHeld($0) }),
             ("stop", { done in self.units.stop([settings.unit], completion: done) }),
             ("prepare", { done in
                 self.perform({ () -> Result<Void, EffectorError> in
@@ -316,18 +310,22 @@ public final class Effector {
         ]
     }
 
+    /// Fails when this node still holds a floating address (database steps that need a released node).
+    func requireNoAddressHeld(_ done: Completion) {
+        let held = configuration.addresses.filter { addresses.holds($0) == true }
+        guard held.isEmpty else {
+            return done(.failure(.init(.invalidArgument, "this node still holds \(held.map(\.description).joined(separator: ", ")); release it first")))
+        }
+        done(.success(()))
+    }
+
     func stopDatabaseSteps() -> [Step] {
         guard let database, let settings = configuration.database else {
             return [("check", { $0(.failure(.init(.notConfigured, "no [database] is configured"))) })]
         }
         return [
-            ("check", { done in
-                let held = self.configuration.addresses.filter { self.addresses.holds($0) == true }
-                guard held.isEmpty else {
-                    return done(.failure(.init(.invalidArgument, "this node still holds \(held.map(\.description).joined(separator: ", ")); release it first")))
-                }
-                done(.success(()))
-            }),
+            // Stopping the database under a served address would break the service: release first.
+            ("check", { self.requireNoAddressHeld($0) }),
             ("stop", { done in self.units.stop([settings.unit], completion: done) }),
             ("final", { done in
                 self.perform({ () -> Result<UInt64, EffectorError> in
