@@ -4,6 +4,7 @@
 // network, a standby must not take the address, whatever the heartbeats say.
 public import ClusterCore
 import CNetlink
+import DBusKit
 import Glibc
 
 public struct ProbeAnswer: Sendable, Equatable {
@@ -45,10 +46,10 @@ public enum ARPProbe {
         }
         guard sent == request.count else { throw NetlinkError(operation: operation, errno: sent < 0 ? Glibc.errno : EMSGSIZE) }
 
-        let deadline = monotonicNow() + wait
+        let deadline = EventLoop.clockNow + wait
         var buffer = [UInt8](repeating: 0, count: 64)
         while true {
-            let left = deadline - monotonicNow()
+            let left = deadline - EventLoop.clockNow
             guard left > .zero else { return ProbeAnswer(answered: false, mac: "") }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let millis = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
@@ -86,11 +87,5 @@ public enum ARPProbe {
     static func hex(_ byte: UInt8) -> String {
         let digits = Array("0123456789abcdef")
         return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
-    }
-
-    static func monotonicNow() -> Duration {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return .seconds(Int64(ts.tv_sec)) + .nanoseconds(Int64(ts.tv_nsec))
     }
 }

@@ -1,6 +1,7 @@
 // Fencing: before an automatic takeover, the configured `[fencing] command` must succeed
 // (e.g. fence_ipmilan powering the peer off), so that a peer that only looks dead cannot
 // keep writing. Run off the event loop with a deadline; exit status 0 is success.
+import DBusKit
 import Glibc
 
 enum Fencing {
@@ -29,13 +30,13 @@ enum Fencing {
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, program, &actions, &attributes, &argv, &environment)
         guard spawned == 0 else { return "cannot run \(program): \(String(cString: strerror(spawned)))" }
-        let deadline = now() + timeout
+        let deadline = EventLoop.clockNow + timeout
         var status: Int32 = 0
         while true {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
             if r < 0 && errno != EINTR { return "waitpid: \(String(cString: strerror(errno)))" }
-            if now() >= deadline {
+            if EventLoop.clockNow >= deadline {
                 kill(pid, SIGKILL)
                 _ = waitpid(pid, &status, 0)
                 return "\(program) did not finish within \(timeout)"
@@ -48,11 +49,5 @@ enum Fencing {
             return code == 0 ? nil : "\(program) exited with status \(code)"
         }
         return "\(program) was killed by signal \(status & 0x7f)"
-    }
-
-    static func now() -> Duration {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return .seconds(Int64(ts.tv_sec)) + .nanoseconds(Int64(ts.tv_nsec))
     }
 }

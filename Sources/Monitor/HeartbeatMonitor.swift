@@ -80,7 +80,7 @@ public final class HeartbeatMonitor {
         self.store = store
         self.logger = logger
         // The boot generation increases on every start, even if the wall clock went back.
-        let generation = max(Self.wallClockMicroseconds(), store.state.generation + 1)
+        let generation = max(wallClockMicroseconds(), store.state.generation + 1)
         try store.update { $0.generation = generation }
         self.generation = generation
         roles = RoleMachine(epoch: store.state.epoch)
@@ -144,7 +144,7 @@ public final class HeartbeatMonitor {
 
     func sendHeartbeats() {
         sequence += 1
-        let now = Self.wallClockMicroseconds()
+        let now = wallClockMicroseconds()
         for (link, peerAddress) in configuration.peerNode.addresses.enumerated() {
             let heartbeat = Heartbeat(
                 kind: .heartbeat, role: role, link: UInt8(link),
@@ -197,7 +197,7 @@ public final class HeartbeatMonitor {
         case .failure(let reason): return reject(reason, source: source)
         }
         let now = MonotonicInstant(loop.now)
-        switch tracker.receive(heartbeat, onLink: link, at: now, wallClock: Self.wallClockMicroseconds()) {
+        switch tracker.receive(heartbeat, onLink: link, at: now, wallClock: wallClockMicroseconds()) {
         case .failure(let reason):
             reject(reason, source: source)
         case .success(let events):
@@ -319,12 +319,6 @@ public final class HeartbeatMonitor {
         ServiceManager.notify("STOPPING=1")
         tieBreaker?.stop()
         loop.exit(code: 0)
-    }
-
-    static func wallClockMicroseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
     }
 }
 

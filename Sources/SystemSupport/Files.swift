@@ -93,3 +93,10 @@ public func printError(_ line: String) {
         }
     }
 }
+
+/// CLOCK_REALTIME in microseconds: for published timestamps only (timing uses CLOCK_MONOTONIC).
+public func wallClockMicroseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+}

@@ -127,10 +127,4 @@ struct EffectorDaemon: ParsableCommand {
     }
 }
 
-func wallClockMicroseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
-}
-
 EffectorDaemon.main()
