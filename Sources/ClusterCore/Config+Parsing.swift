@@ -39,14 +39,15 @@ struct ConfigParser {
     let locator: LineLocator
     let hostName: String
 
-    static let sections = ["cluster", "nodes", "addresses", "database", "units", "fencing"]
+    static let sections = ["cluster", "nodes", "addresses", "database", "units", "fencing", "sync"]
     static let clusterKeys = [
         "name", "node", "auth_key_file", "port", "interval_ms", "warn_ms", "dead_ms", "auto_failover",
         "auto_failback", "tie_breakers",
     ]
     static let nodeKeys = ["name", "priority", "addresses"]
     static let addressKeys = ["address", "interface", "arp_count", "arp_interval_ms"]
-    static let databaseKeys = ["unit", "socket_directory", "port", "data_directory", "user", "max_lag_bytes"]
+    static let databaseKeys = ["unit", "socket_directory", "port", "data_directory", "user", "max_lag_bytes", "synchronous"]
+    static let syncKeys = ["path", "pull", "interval_s", "exclude", "delete"]
     static let unitsKeys = ["start"]
     static let fencingKeys = ["command"]
 
@@ -69,9 +70,17 @@ struct ConfigParser {
         let database = try root.contains(key: "database") ? parseDatabase(try section(root, "database")) : nil
         let units = try parseUnits(try section(root, "units"))
         let fencing = try root.contains(key: "fencing") ? parseFencing(try section(root, "fencing")) : nil
+        var trees: [SyncTree] = []
+        for reader in try elements(root, "sync") {
+            let tree = try parseSyncTree(reader)
+            if let earlier = trees.firstIndex(where: { $0.path == tree.path }) {
+                throw reader.error(at: "path", "\(reader.name("path")) = \"\(tree.path)\" is already listed as sync[\(earlier)]")
+            }
+            trees.append(tree)
+        }
         return Configuration(
             cluster: settings, nodes: nodes.map(\.settings), addresses: addresses, database: database,
-            units: units, fencingCommand: fencing
+            units: units, fencingCommand: fencing, sync: trees
         )
     }
 

@@ -241,7 +241,37 @@ extension ConfigParser {
         }
         if let user = try reader.string("user") { settings.user = user }
         if let lag = try reader.int("max_lag_bytes", in: 0...Int.max) { settings.maxLagBytes = UInt64(lag) }
+        if let mode = try reader.string("synchronous") {
+            guard let parsed = SynchronousMode(rawValue: mode) else {
+                let known = SynchronousMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                throw reader.error(at: "synchronous", "\(reader.name("synchronous")) = \"\(mode)\" is not one of \(known)")
+            }
+            settings.synchronous = parsed
+        }
         return settings
+    }
+
+    func parseSyncTree(_ reader: SectionReader) throws(ConfigError) -> SyncTree {
+        try reader.checkKeys(Self.syncKeys)
+        guard let path = try reader.string("path") else {
+            throw reader.error(at: nil, "\(reader.name("path")) is required: the directory to keep on the standby")
+        }
+        try checkAbsolutePath(path, "path", reader)
+        let components = path.split(separator: "/")
+        if components.isEmpty || components.contains("..") || components.contains(".") {
+            throw reader.error(at: "path", "\(reader.name("path")) = \"\(path)\" must name a directory below / without '.' or '..'")
+        }
+        var tree = SyncTree(path: "/" + components.joined(separator: "/"))
+        if let pull = try reader.bool("pull") { tree.pull = pull }
+        if let seconds = try reader.int("interval_s", in: 1...86400, unit: " seconds") { tree.interval = .seconds(seconds) }
+        if let patterns = try reader.stringArray("exclude") {
+            for (index, pattern) in patterns.enumerated() where pattern.isEmpty || pattern.contains("\n") {
+                throw reader.error(at: "exclude", "\(reader.name("exclude"))[\(index)] must be a non-empty one-line rsync pattern")
+            }
+            tree.exclude = patterns
+        }
+        if let delete = try reader.bool("delete") { tree.delete = delete }
+        return tree
     }
 
     func parseUnits(_ reader: SectionReader) throws(ConfigError) -> [String] {

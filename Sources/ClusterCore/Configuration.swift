@@ -14,6 +14,8 @@ public struct Configuration: Sendable, Equatable {
     public var units: [String]
     /// The fencing command and its arguments (`[fencing] command`), if any.
     public var fencingCommand: [String]?
+    /// The file trees kept on the standby (`[[sync]]`).
+    public var sync: [SyncTree]
 
     public init(
         cluster: ClusterSettings,
@@ -21,7 +23,8 @@ public struct Configuration: Sendable, Equatable {
         addresses: [FloatingAddress] = [],
         database: DatabaseSettings? = nil,
         units: [String] = [],
-        fencingCommand: [String]? = nil
+        fencingCommand: [String]? = nil,
+        sync: [SyncTree] = []
     ) {
         self.cluster = cluster
         self.nodes = nodes
@@ -29,6 +32,7 @@ public struct Configuration: Sendable, Equatable {
         self.database = database
         self.units = units
         self.fencingCommand = fencingCommand
+        self.sync = sync
     }
 
     /// The node this configuration is for (the one named `cluster.node`).
@@ -143,6 +147,8 @@ public struct DatabaseSettings: Sendable, Equatable {
     public var user: String
     /// Automatic failover is refused beyond this replay lag.
     public var maxLagBytes: UInt64
+    /// How the active node's primary waits for the standby (`synchronous`).
+    public var synchronous: SynchronousMode
 
     public init(
         unit: String = "postgresql@15-main.service",
@@ -150,7 +156,8 @@ public struct DatabaseSettings: Sendable, Equatable {
         port: UInt16 = 5432,
         dataDirectory: String = "/var/lib/postgresql/15/main",
         user: String = "postgres",
-        maxLagBytes: UInt64 = 1_048_576
+        maxLagBytes: UInt64 = 1_048_576,
+        synchronous: SynchronousMode = .degradable
     ) {
         self.unit = unit
         self.socketDirectory = socketDirectory
@@ -158,7 +165,58 @@ public struct DatabaseSettings: Sendable, Equatable {
         self.dataDirectory = dataDirectory
         self.user = user
         self.maxLagBytes = maxLagBytes
+        self.synchronous = synchronous
     }
+
+    /// The physical replication slot the primary keeps for `node`'s standby: "kusu_" and the
+    /// node name with every character outside [a-z0-9_] replaced by "_" (slot names allow only
+    /// those), at most 63 bytes.
+    public static func slotName(for node: String) -> String {
+        let cleaned = node.lowercased().unicodeScalars.map { scalar -> Character in
+            ("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "_" ? Character(scalar) : "_"
+        }
+        return String(("kusu_" + String(cleaned)).prefix(63))
+    }
+}
+
+/// `[database] synchronous`: whether commits on the primary wait for the standby.
+public enum SynchronousMode: String, Sendable, Equatable, CaseIterable {
+    /// Commits wait for the standby while it is there; when it is declared dead (or its
+    /// replication connection is gone for `dead_ms`) the primary stops waiting, so the service
+    /// goes on, and waits again once the standby has caught up. A standby that was not in sync
+    /// when the primary died is refused for automatic failover.
+    case degradable
+    /// Commits always wait for the standby: while it is away, writes wait too.
+    case strict
+    /// kusu-ha leaves `synchronous_standby_names` alone (asynchronous replication, or managed
+    /// by the administrator).
+    case off
+}
+
+/// One `[[sync]]` entry: a directory tree the standby keeps a copy of, pulled from the active node.
+public struct SyncTree: Sendable, Equatable {
+    /// Absolute path of the directory, the same on both nodes.
+    public var path: String
+    /// Pulled from the active node while this node is standby (false: listed, served to the
+    /// peer, but not pulled here).
+    public var pull: Bool
+    /// How often the standby pulls it.
+    public var interval: Duration
+    /// rsync --exclude patterns.
+    public var exclude: [String]
+    /// Files gone on the active node are deleted here too.
+    public var delete: Bool
+
+    public init(path: String, pull: Bool = true, interval: Duration = .seconds(30), exclude: [String] = [], delete: Bool = true) {
+        self.path = path
+        self.pull = pull
+        self.interval = interval
+        self.exclude = exclude
+        self.delete = delete
+    }
+
+    /// The name of the tree in the peer's rsync daemon: "kusu-" and its index.
+    public static func moduleName(index: Int) -> String { "kusu-\(index)" }
 }
 
 /// Why a configuration file was refused: the file, the line where known, and what is wrong

@@ -21,12 +21,17 @@ public struct SwitchingInputs: Sendable, Equatable {
     public var maxLagBytes: UInt64
     /// The effector is running an operation.
     public var effectorBusy: Bool
+    /// Whether the local standby had every acknowledged transaction as the active peer last
+    /// said (its primary waited for us on every commit); nil when kusu-ha does not manage
+    /// synchronous replication (`synchronous = "off"`), so only the lag counts.
+    public var inSync: Bool?
 
     public init(
         role: NodeRole, peerState: PeerState, peerRole: NodeRole? = nil, autoFailover: Bool = true,
         maintenance: Bool = false, tieBreakerReachable: Bool = true, hasDatabase: Bool = true,
-        lagBytes: UInt64? = 0, maxLagBytes: UInt64 = 1_048_576, effectorBusy: Bool = false
+        lagBytes: UInt64? = 0, maxLagBytes: UInt64 = 1_048_576, effectorBusy: Bool = false, inSync: Bool? = nil
     ) {
+        self.inSync = inSync
         self.role = role
         self.peerState = peerState
         self.peerRole = peerRole
@@ -50,6 +55,9 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     case tieBreakerUnreachable
     case lagUnknown
     case lagTooHigh(bytes: UInt64, limit: UInt64)
+    /// The active peer did not wait for the local standby (degraded synchronous replication):
+    /// transactions it acknowledged may be missing here.
+    case notInSync
     case effectorBusy
     /// Startup election: the other node should be the active one (why, in words).
     case notElected(String)
@@ -71,6 +79,9 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
         case .tieBreakerUnreachable: "the tie-breaker does not answer: this node may be the one cut off"
         case .lagUnknown: "the local database's replication lag is unknown"
         case .lagTooHigh(let bytes, let limit): "the local database is \(bytes) bytes behind the peer (limit \(limit))"
+        case .notInSync:
+            "the local standby was not in sync with the peer's primary (asynchronous since it fell behind or went away): "
+                + "acknowledged transactions may be missing here"
         case .effectorBusy: "the effector is busy with another operation"
         case .notElected(let why): why
         case .addressInUse(let address, let mac):
@@ -190,7 +201,8 @@ public enum FailoverPolicy {
     static func lagRefusal(_ inputs: SwitchingInputs) -> SwitchRefusal? {
         guard inputs.hasDatabase else { return nil }
         guard let lag = inputs.lagBytes else { return .lagUnknown }
-        return lag > inputs.maxLagBytes ? .lagTooHigh(bytes: lag, limit: inputs.maxLagBytes) : nil
+        if lag > inputs.maxLagBytes { return .lagTooHigh(bytes: lag, limit: inputs.maxLagBytes) }
+        return inputs.inSync == false ? .notInSync : nil
     }
 
     /// Two active nodes that hear each other: which one yields. The lower epoch yields; on

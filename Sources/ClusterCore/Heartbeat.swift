@@ -20,6 +20,10 @@ public struct Heartbeat: Equatable, Sendable {
     public var handover: Bool
     /// The sender asks its active peer to hand the active role over (a switchover asked on the standby).
     public var switchoverRequested: Bool
+    /// The sender's primary database waits for the receiver's standby on every commit
+    /// (`synchronous_standby_names` names it and it is in sync): the receiver has every
+    /// acknowledged transaction.
+    public var synchronous: Bool
     /// Chosen by the sender at start, higher than any it used before; a higher generation
     /// means the sender restarted.
     public var generation: UInt64
@@ -50,8 +54,10 @@ public struct Heartbeat: Equatable, Sendable {
         cluster: String,
         node: String,
         handover: Bool = false,
-        switchoverRequested: Bool = false
+        switchoverRequested: Bool = false,
+        synchronous: Bool = false
     ) {
+        self.synchronous = synchronous
         self.handover = handover
         self.switchoverRequested = switchoverRequested
         self.kind = kind

@@ -10,7 +10,8 @@ internal import Crypto
 ///      6    1  role (NodeRole.wireCode)
 ///      7    1  link
 ///      8    2  flags: bit 0 auto-failover, bit 1 maintenance, bit 2 handover (lsn is final),
-///                 bit 3 switchover requested; other bits ignored
+///                 bit 3 switchover requested, bit 4 synchronous (the sender's primary
+///                 waits for the receiver's standby on every commit); other bits ignored
 ///     10    2  reserved: sent as 0, ignored
 ///     12    8  generation
 ///     20    8  sequence
@@ -40,6 +41,7 @@ public enum HeartbeatCodec {
     static let maintenanceFlag: UInt16 = 1 << 1
     static let handoverFlag: UInt16 = 1 << 2
     static let switchoverRequestFlag: UInt16 = 1 << 3
+    static let synchronousFlag: UInt16 = 1 << 4
 
     /// The signed packet for `heartbeat`.
     ///
@@ -62,6 +64,7 @@ public enum HeartbeatCodec {
         if heartbeat.maintenance { flags |= maintenanceFlag }
         if heartbeat.handover { flags |= handoverFlag }
         if heartbeat.switchoverRequested { flags |= switchoverRequestFlag }
+        if heartbeat.synchronous { flags |= synchronousFlag }
         append(flags, to: &body)
         append(UInt16(0), to: &body)
         for value in [heartbeat.generation, heartbeat.sequence, heartbeat.epoch, heartbeat.lsn, heartbeat.sentAt] {
@@ -121,7 +124,8 @@ public enum HeartbeatCodec {
                 autoFailover: flags & autoFailoverFlag != 0, maintenance: flags & maintenanceFlag != 0,
                 generation: generation, sequence: sequence, epoch: epoch, lsn: lsn, sentAt: sentAt,
                 cluster: clusterName, node: nodeName,
-                handover: flags & handoverFlag != 0, switchoverRequested: flags & switchoverRequestFlag != 0
+                handover: flags & handoverFlag != 0, switchoverRequested: flags & switchoverRequestFlag != 0,
+                synchronous: flags & synchronousFlag != 0
             )
         )
     }

@@ -85,6 +85,8 @@ public struct PeerTracker: Sendable, Equatable {
     public private(set) var peerMaintenance: Bool?
     /// The peer released the active role for a switchover; `peerLSN` is its final WAL position.
     public private(set) var peerHandover = false
+    /// The peer's primary waits for our standby on every commit (as it last said).
+    public private(set) var peerWaitsForUs = false
     /// The peer (a standby) asks this node to hand the active role over.
     public private(set) var peerSwitchoverRequested = false
     /// When the latest packet was accepted, on any link (monotonic), `nil` = never.
@@ -173,6 +175,7 @@ public struct PeerTracker: Sendable, Equatable {
         peerMaintenance = heartbeat.maintenance
         peerHandover = heartbeat.handover
         peerSwitchoverRequested = heartbeat.switchoverRequested
+        peerWaitsForUs = heartbeat.synchronous
         events.append(.seen)
         return .success(events)
     }

@@ -145,7 +145,7 @@ func parseError(_ text: String, hostName: String = "installer") -> ConfigError? 
         ErrorCase([32: "port = 70000"], line: 32, "database.port = 70000 must be between 1 and 65535"),
         ErrorCase([34: "user = \"\""], line: 34, "database.user must not be empty"),
         ErrorCase([35: "max_lag_bytes = -1"], line: 35, "database.max_lag_bytes = -1 must be at least 0"),
-        ErrorCase([36: "lag = 1"], line: 36, "unknown key database.lag; known keys are unit, socket_directory, port, data_directory, user, max_lag_bytes"),
+        ErrorCase([36: "lag = 1"], line: 36, "unknown key database.lag; known keys are unit, socket_directory, port, data_directory, user, max_lag_bytes, synchronous"),
         ErrorCase([38: "start = [\"apache2.service\", \"foo@.service\"]"], line: 38,
                   "units.start[1] = \"foo@.service\" is not a valid systemd unit name (like \"apache2.service\"; known suffixes: .service, .socket, .target, .mount, .automount, .swap, .path, .timer, .slice, .scope, .device)"),
         ErrorCase([38: "start = [\"apache2.service\", \"apache2.service\"]"], line: 38,
@@ -157,6 +157,21 @@ func parseError(_ text: String, hostName: String = "installer") -> ConfigError? 
         ErrorCase([41: "# no command"], line: 40, "fencing.command is required when [fencing] is present"),
         ErrorCase([41: "command = \"/usr/sbin/fence_ipmilan --ip bmc\""], line: 41,
                   "fencing.command must be an array of strings, not a string"),
+        ErrorCase([36: "synchronous = \"always\""], line: 36,
+                  "database.synchronous = \"always\" is not one of \"degradable\", \"strict\", \"off\""),
+        ErrorCase([:], append: "\n[[sync]]\npull = true\n", line: 42, "sync[0].path is required: the directory to keep on the standby"),
+        ErrorCase([:], append: "\n[[sync]]\npath = \"srv/kusu\"\n", line: 43,
+                  "sync[0].path = \"srv/kusu\" must be an absolute path (starting with '/')"),
+        ErrorCase([:], append: "\n[[sync]]\npath = \"/srv/../etc\"\n", line: 43,
+                  "sync[0].path = \"/srv/../etc\" must name a directory below / without '.' or '..'"),
+        ErrorCase([:], append: "\n[[sync]]\npath = \"/\"\n", line: 43,
+                  "sync[0].path = \"/\" must name a directory below / without '.' or '..'"),
+        ErrorCase([:], append: "\n[[sync]]\npath = \"/srv/a\"\ninterval_s = 0\n", line: 44,
+                  "sync[0].interval_s = 0 must be between 1 and 86400 seconds"),
+        ErrorCase([:], append: "\n[[sync]]\npath = \"/srv/a\"\n[[sync]]\npath = \"/srv/a/\"\n", line: 45,
+                  "sync[1].path = \"/srv/a\" is already listed as sync[0]"),
+        ErrorCase([:], append: "\n[[sync]]\npath = \"/srv/a\"\npush = true\n", line: 44,
+                  "unknown key sync[0].push; did you mean sync[0].path?"),
     ]
 
     @Test(arguments: cases)
@@ -186,7 +201,7 @@ func parseError(_ text: String, hostName: String = "installer") -> ConfigError? 
         let error = try #require(parseError("debug = true\n" + minimalConfig))
         #expect(error.line == 1)
         #expect(error.message
-            == "unknown key 'debug' outside any section; keys belong in a section ([cluster], [nodes], [addresses], [database], [units], [fencing])")
+            == "unknown key 'debug' outside any section; keys belong in a section ([cluster], [nodes], [addresses], [database], [units], [fencing], [sync])")
     }
 
     @Test func nodeCountErrors() throws {

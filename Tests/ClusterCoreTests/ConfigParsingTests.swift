@@ -125,6 +125,33 @@ func ip(_ text: String) -> IPAddress { IPAddress(text)! }
         ])
     }
 
+    @Test func synchronousModeAndSyncTrees() throws {
+        let text = minimalConfig + """
+
+            [database]
+            synchronous = "strict"
+
+            [[sync]]
+            path = "/srv/kusu/repos/"
+            interval_s = 5
+            exclude = ["*.tmp"]
+
+            [[sync]]
+            path = "/tftpboot"
+            pull = false
+            delete = false
+            """
+        let config = try Configuration.parse(text, file: "k.toml", hostName: "installer")
+        #expect(config.database?.synchronous == .strict)
+        #expect(config.sync == [
+            SyncTree(path: "/srv/kusu/repos", pull: true, interval: .seconds(5), exclude: ["*.tmp"], delete: true),
+            SyncTree(path: "/tftpboot", pull: false, interval: .seconds(30), exclude: [], delete: false),
+        ])
+        let defaults = try Configuration.parse(minimalConfig + "\n[database]\n", file: "k.toml", hostName: "installer")
+        #expect(defaults.database?.synchronous == .degradable)
+        #expect(defaults.sync.isEmpty)
+    }
+
     @Test func hostNameFallsBackToItsFirstLabel() throws {
         let config = try Configuration.parse(minimalConfig, file: "k.toml", hostName: "failover.example.com")
         #expect(config.cluster.node == "failover")

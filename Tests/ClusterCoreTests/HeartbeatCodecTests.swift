@@ -125,4 +125,16 @@ let goldenMAC = "1b2d110982a4011b1a3ef709cd9583780850424f9c1834b9cbf22bd0cabe1a1
             #expect(decoded == heartbeat)
         }
     }
+
+    @Test func synchronousFlagRoundTripsAndIsBitFour() throws {
+        let key = try #require(HeartbeatKey(Array(repeating: 7, count: 32)))
+        for synchronous in [false, true] {
+            let heartbeat = Heartbeat(
+                role: .active, link: 0, autoFailover: false, maintenance: false, generation: 5, sequence: 9, epoch: 3,
+                lsn: 1, sentAt: 1, cluster: "kusu", node: "installer", synchronous: synchronous)
+            let packet = HeartbeatCodec.encode(heartbeat, key: key)
+            #expect(packet[9] == (synchronous ? 0x10 : 0))
+            #expect(try HeartbeatCodec.decode(packet, key: key).get() == heartbeat)
+        }
+    }
 }

@@ -24,6 +24,13 @@
 # pair_writer_start, pair_session_writer_start, pair_writer_stop, pair_acked_lost,
 # pair_crash.
 #
+# Extension hooks (set before pair_boot):
+#   PAIR_EXTRA_TOML   TOML lines appended to both nodes' kusu-ha.toml (e.g. [[sync]]
+#                     entries; a [database] key goes through PAIR_DATABASE_TOML).
+#   PAIR_DATABASE_TOML  extra keys of [database] (e.g. 'synchronous = "strict"').
+#   PAIR_EXTRA_FILES  "SRC:DEST ..." copied into both nodes before boot.
+#   PAIR_EXTRA_UNITS  unit files (paths) copied into both nodes' unit directory.
+#
 # PostgreSQL listens on the node's service address AND on the floating address
 # (net.ipv4.ip_nonlocal_bind=1 in the node's namespace): listening on the node's
 # own address only, clients could not reach it through the floating address.
@@ -245,6 +252,8 @@ socket_directory = "/run/kusu-pg"
 port = 5432
 data_directory = "$PAIR_PG_DATA"
 user = "postgres"
+${PAIR_DATABASE_TOML:-}
+${PAIR_EXTRA_TOML:-}
 TOML
     printf '[Unit]\nDescription=kusu-ha test node\nWants=dbus.service polkit.service\n' >"$dir/units/kusu-node.target"
     printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$dir/units/kusu-ok.service"
@@ -272,6 +281,8 @@ KillSignal=SIGINT
 TimeoutSec=60
 UNIT
     cp "$repo/systemd/kusu-hbd.service" "$repo/systemd/kusu-hbd.socket" "$repo/systemd/kusu-effectord.service" "$dir/units/"
+    local unit
+    for unit in ${PAIR_EXTRA_UNITS:-}; do cp "$unit" "$dir/units/"; done
 }
 
 # pair__boot_node DIR a|b BINDIR
@@ -289,7 +300,8 @@ pair__boot_node() {
         "$repo/dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
         "$repo/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" \
         "$repo/polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
-        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" || return 1
+        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" \
+        ${PAIR_EXTRA_FILES:-} || return 1
     pair_log "$n (${PAIR_NAME[$n]}) booted in ${NODE_BOOT_MS} ms"
     pair_exec "$n" sh -c 'chown kusu-ha:kusu-ha /etc/kusu-ha/authkey && chmod 0400 /etc/kusu-ha/authkey' || return 1
     # Pick up the bus policies and the activation file copied in before boot.

@@ -1,0 +1,126 @@
+import ClusterCore
+import Testing
+
+/// The synchronous-replication guard on a virtual clock.
+@Suite struct ReplicationGuardTests {
+    typealias Observation = ReplicationGuard.Observation
+    let t0 = MonotonicInstant(.seconds(100))
+
+    func guardFor(_ mode: SynchronousMode) -> ReplicationGuard {
+        ReplicationGuard(mode: mode, standbyName: "failover", absenceLimit: .milliseconds(1000), maxLagBytes: 1000)
+    }
+
+    static let named = "\"failover\""
+    static let streamingNamed = Observation(walSenderState: "streaming", lagBytes: 0, synchronousStandbyNames: named)
+
+    @Test func standbySettingIsQuoted() {
+        #expect(guardFor(.strict).standbySetting == "\"failover\"")
+        #expect(ReplicationGuard.quoted("a\"b") == "\"a\"\"b\"")
+        #expect(ReplicationGuard.requiresStandby("") == false)
+        #expect(ReplicationGuard.requiresStandby("  ") == false)
+        #expect(ReplicationGuard.requiresStandby("*") == true)
+    }
+
+    @Test func nothingWhenNotTheActivePrimary() {
+        var guard_ = guardFor(.strict)
+        let empty = Observation(walSenderState: nil, synchronousStandbyNames: "")
+        #expect(guard_.decide(activePrimary: false, peerState: .dead, observation: empty, now: t0) == .keep)
+        var degradable = guardFor(.degradable)
+        #expect(degradable.decide(activePrimary: false, peerState: .dead, observation: Self.streamingNamed, now: t0) == .keep)
+    }
+
+    @Test func offLeavesTheSettingAlone() {
+        var guard_ = guardFor(.off)
+        #expect(guard_.decide(activePrimary: true, peerState: .dead, observation: Self.streamingNamed, now: t0) == .keep)
+        #expect(guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "sync") == false)
+    }
+
+    @Test func strictAlwaysNamesTheStandby() {
+        var guard_ = guardFor(.strict)
+        let empty = Observation(walSenderState: nil, synchronousStandbyNames: "")
+        guard case .require(let value, _) = guard_.decide(activePrimary: true, peerState: .dead, observation: empty, now: t0) else {
+            Issue.record("strict must name the standby")
+            return
+        }
+        #expect(value == Self.named)
+        let away = Observation(walSenderState: nil, synchronousStandbyNames: Self.named)
+        #expect(guard_.decide(activePrimary: true, peerState: .dead, observation: away, now: t0 + .seconds(60)) == .keep)
+        // Under strict a named standby has every commit even while away: nothing is acknowledged without it.
+        #expect(guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: nil))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: "", syncState: "sync"))
+    }
+
+    @Test func degradableReleasesWhenThePeerIsDeclaredDead() {
+        var guard_ = guardFor(.degradable)
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: Self.streamingNamed, now: t0) == .keep)
+        let decision = guard_.decide(activePrimary: true, peerState: .dead, observation: Self.streamingNamed, now: t0 + .milliseconds(10))
+        guard case .release = decision else {
+            Issue.record("expected release, got \(decision)")
+            return
+        }
+    }
+
+    @Test func degradableReleasesAfterTheConnectionIsGoneForTheDeadTime() {
+        var guard_ = guardFor(.degradable)
+        let gone = Observation(walSenderState: nil, synchronousStandbyNames: Self.named)
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: Self.streamingNamed, now: t0) == .keep)
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: gone, now: t0 + .milliseconds(100)) == .keep)
+        #expect(guard_.absentSince == t0 + .milliseconds(100))
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: gone, now: t0 + .milliseconds(1099)) == .keep)
+        guard case .release(let reason) = guard_.decide(activePrimary: true, peerState: .alive, observation: gone, now: t0 + .milliseconds(1100)) else {
+            Issue.record("expected release after the dead time")
+            return
+        }
+        #expect(reason.contains("1 s"))
+    }
+
+    @Test func aReturningConnectionResetsTheAbsenceClock() {
+        var guard_ = guardFor(.degradable)
+        let gone = Observation(walSenderState: nil, synchronousStandbyNames: Self.named)
+        _ = guard_.decide(activePrimary: true, peerState: .alive, observation: gone, now: t0)
+        _ = guard_.decide(activePrimary: true, peerState: .alive, observation: Self.streamingNamed, now: t0 + .milliseconds(900))
+        #expect(guard_.absentSince == nil)
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: gone, now: t0 + .milliseconds(1500)) == .keep)
+    }
+
+    @Test func degradableNamesTheStandbyAgainOnceCaughtUp() {
+        var guard_ = guardFor(.degradable)
+        let catchingUp = Observation(walSenderState: "catchup", lagBytes: 50_000, synchronousStandbyNames: "")
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: catchingUp, now: t0) == .keep)
+        let behind = Observation(walSenderState: "streaming", lagBytes: 1001, synchronousStandbyNames: "")
+        #expect(guard_.decide(activePrimary: true, peerState: .alive, observation: behind, now: t0) == .keep)
+        let caughtUp = Observation(walSenderState: "streaming", lagBytes: 1000, synchronousStandbyNames: "")
+        guard case .require(let value, _) = guard_.decide(activePrimary: true, peerState: .alive, observation: caughtUp, now: t0) else {
+            Issue.record("expected require once caught up")
+            return
+        }
+        #expect(value == Self.named)
+        // A dead peer whose connection lingers is not named again.
+        #expect(guard_.decide(activePrimary: true, peerState: .dead, observation: caughtUp, now: t0) == .keep)
+    }
+
+    @Test func degradableReplacesAForeignSettingWhileTheStandbyStreams() {
+        var guard_ = guardFor(.degradable)
+        let star = Observation(walSenderState: "streaming", synchronousStandbyNames: "*")
+        guard case .require(let value, _) = guard_.decide(activePrimary: true, peerState: .alive, observation: star, now: t0) else {
+            Issue.record("expected the setting to be made exact")
+            return
+        }
+        #expect(value == Self.named)
+    }
+
+    @Test func peerHasEveryCommitOnlyWhenNamedAndInSync() {
+        let guard_ = guardFor(.degradable)
+        #expect(guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "sync"))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "potential"))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: nil))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: "", syncState: "sync"))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: false, synchronousStandbyNames: Self.named, syncState: "sync"))
+    }
+
+    @Test func slotNames() {
+        #expect(DatabaseSettings.slotName(for: "failover") == "kusu_failover")
+        #expect(DatabaseSettings.slotName(for: "Node-2.b") == "kusu_node_2_b")
+        #expect(DatabaseSettings.slotName(for: String(repeating: "x", count: 80)).utf8.count == 63)
+    }
+}
