@@ -12,6 +12,7 @@
 //   Monitor       kusu-hbd's shell: UDP links, the bus object
 //   Effector      the effector's side effects, one type each: rtnetlink, ARP, libpq, systemd units
 //   EffectorService kusu-effectord's engine (one operation at a time) and its bus object
+//   FileSync      [[sync]]: rsyncd.conf, the rsync pull argv, the pull scheduler, the status file
 //   kusu-hbd, kusu-effectord   thin executables
 import PackageDescription
 
@@ -55,7 +56,7 @@ let package = Package(
         .target(
             name: "Monitor",
             dependencies: [
-                "CSystemd", "DBusKit", "ClusterCore", "ClusterAPI", "SystemSupport",
+                "CSystemd", "DBusKit", "ClusterCore", "ClusterAPI", "SystemSupport", "FileSync",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -94,6 +95,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // [[sync]]: the file trees the standby keeps (rsyncd.conf, rsync argv, pull scheduler, status file).
+        .target(
+            name: "FileSync",
+            dependencies: ["ClusterCore", "SystemSupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         // The administrator's client: proxies, status model and rendering (testable), then the CLI.
         .target(
             name: "HAClient",
@@ -103,8 +110,9 @@ let package = Package(
         .executableTarget(
             name: "kusu-ha",
             dependencies: [
-                "HAClient", "DBusKit", "ClusterAPI", "ClusterCore", "SystemSupport",
+                "HAClient", "DBusKit", "ClusterAPI", "ClusterCore", "SystemSupport", "FileSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -121,6 +129,7 @@ let package = Package(
         ),
         .testTarget(name: "DBusKitTests", dependencies: ["DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "FileSyncTests", dependencies: ["FileSync", "ClusterCore"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorTests", dependencies: ["Effector", "DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "HAClientTests", dependencies: ["HAClient", "DBusKit"], swiftSettings: swiftSettings),
         .testTarget(name: "EffectorDatabaseTests", dependencies: ["Effector", "ClusterCore"], swiftSettings: swiftSettings),

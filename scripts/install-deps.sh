@@ -2,7 +2,7 @@
 # Installs the Debian packages kusu-ha's build, tests and demo need (never upgrades).
 set -euo pipefail
 packages=(libsystemd-dev libdbus-1-dev libpq-dev pkg-config dbus dbus-bin polkitd pkexec
-          iproute2 iputils-ping procps python3 systemd systemd-container tcpdump)
+          iproute2 iputils-ping procps python3 rsync systemd systemd-container tcpdump)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

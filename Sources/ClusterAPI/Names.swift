@@ -23,6 +23,9 @@ public enum Heartbeat1 {
         public static let peerLastSeenUSec = "PeerLastSeenUSec"
         public static let links = "Links"
         public static let tieBreakerReachable = "TieBreakerReachable"
+        public static let synchronous = "Synchronous"
+        public static let failoverReadiness = "FailoverReadiness"
+        public static let fileSync = "FileSync"
         public static let packetsReceived = "PacketsReceived"
         public static let packetsRejected = "PacketsRejected"
     }
@@ -65,6 +68,8 @@ public enum Effector1 {
         public static let promoteDatabase = "PromoteDatabase"
         public static let stopDatabase = "StopDatabase"
         public static let rejoinDatabase = "RejoinDatabase"
+        public static let cloneDatabase = "CloneDatabase"
+        public static let setSynchronousStandby = "SetSynchronousStandby"
         public static let startUnits = "StartUnits"
         public static let stopUnits = "StopUnits"
     }
@@ -78,6 +83,12 @@ public enum Effector1 {
         public static let units = "Units"
         public static let busy = "Busy"
         public static let lastOperation = "LastOperation"
+        public static let replicationState = "ReplicationState"
+        public static let syncState = "SyncState"
+        public static let synchronousStandbyNames = "SynchronousStandbyNames"
+        public static let replicationLagSeconds = "ReplicationLagSeconds"
+        public static let replicationSlot = "ReplicationSlot"
+        public static let progress = "Progress"
     }
 
     /// Named errors (org.kusu.Effector1.Error.*).

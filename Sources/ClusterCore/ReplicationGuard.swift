@@ -115,11 +115,16 @@ public struct ReplicationGuard: Sendable {
 
     /// What the active node tells its peer in heartbeats (flag "synchronous"): its primary waits
     /// for the peer's standby on every commit, so the peer has every acknowledged transaction.
-    /// `syncState` is the peer's `pg_stat_replication.sync_state` (nil: not connected). Under
-    /// `strict` a named standby counts even while away: no commit is acknowledged without it.
-    public func peerHasEveryCommit(activePrimary: Bool, synchronousStandbyNames: String, syncState: String?) -> Bool {
+    /// `syncState` is the peer's `pg_stat_replication.sync_state`, `walSenderState` its state
+    /// (nil: not connected). With exactly the peer named, a streaming peer is the synchronous
+    /// standby (PostgreSQL picks the one named standby that streams) even before a fresh
+    /// reading says "sync". Under `strict` a named standby counts even while away: no commit is
+    /// acknowledged without it.
+    public func peerHasEveryCommit(
+        activePrimary: Bool, synchronousStandbyNames: String, syncState: String?, walSenderState: String? = nil
+    ) -> Bool {
         guard activePrimary, mode != .off, synchronousStandbyNames == standbySetting else { return false }
-        return mode == .strict || syncState == "sync"
+        return mode == .strict || syncState == "sync" || walSenderState == "streaming"
     }
 
     static func describe(_ duration: Duration) -> String {

@@ -192,10 +192,14 @@ public final class BusConnection {
     /// The call stays pending even if the returned `PendingCall` is discarded.
     @discardableResult
     public func call(destination: BusName, path: ObjectPath, interface: InterfaceName, member: MemberName,
-                     _ arguments: [Value] = [], timeout: Duration = .seconds(25),
+                     _ arguments: [Value] = [], timeout: Duration = .seconds(25), interactive: Bool = false,
                      reply: @escaping (Result<[Value], DBusError>) -> Void) throws(DBusError) -> PendingCall {
         let m = try newCall(destination, path, interface, member, arguments)
         defer { sd_bus_message_unref(m) }
+        if interactive {
+            try check("sd_bus_message_set_allow_interactive_authorization",
+                      sd_bus_message_set_allow_interactive_authorization(m, 1))
+        }
         let box = Unmanaged.passRetained(ReplyBox(reply))
         var slot: OpaquePointer?
         let r = sd_bus_call_async(bus, &slot, m, { m, userdata, _ in

@@ -57,13 +57,45 @@ public struct DatabaseStatus: Sendable, Equatable {
     /// Standby: its WAL receiver streams from a primary (pg_stat_wal_receiver.status = 'streaming').
     /// Primary: at least one standby streams from it (pg_stat_replication.state = 'streaming').
     public var streaming: Bool
+    /// The replication of the peer's standby, as this server sees it (see `ReplicationDetails`).
+    public var replication: ReplicationDetails
 
-    public init(role: DatabaseRole, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0, streaming: Bool = false) {
+    public init(
+        role: DatabaseRole, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0, streaming: Bool = false,
+        replication: ReplicationDetails = ReplicationDetails()
+    ) {
         self.role = role
         self.lsn = lsn
         self.timeline = timeline
         self.replicationLagBytes = replicationLagBytes
         self.streaming = streaming
+        self.replication = replication
+    }
+}
+
+/// Replication health beyond the lag in bytes.
+public struct ReplicationDetails: Sendable, Equatable {
+    /// Primary: `pg_stat_replication.state` of the peer's connection ("streaming", "catchup",
+    /// ...), nil when it is not connected. Standby: "streaming" when its WAL receiver streams,
+    /// nil otherwise.
+    public var state: String?
+    /// Primary: the peer's `sync_state` ("sync", "async", "potential", "quorum"), nil when not
+    /// connected. Standby: nil (only the primary knows).
+    public var syncState: String?
+    /// Primary: its `synchronous_standby_names`. Standby: "".
+    public var synchronousStandbyNames: String
+    /// Primary: the peer's `replay_lag` in seconds. Standby: how old the last replayed
+    /// transaction is while WAL waits to be replayed, 0 when it has replayed everything received.
+    public var lagSeconds: Double
+    /// Primary: the slot kept for the peer if it exists ("" if not). Standby: its `primary_slot_name`.
+    public var slot: String
+
+    public init(state: String? = nil, syncState: String? = nil, synchronousStandbyNames: String = "", lagSeconds: Double = 0, slot: String = "") {
+        self.state = state
+        self.syncState = syncState
+        self.synchronousStandbyNames = synchronousStandbyNames
+        self.lagSeconds = lagSeconds
+        self.slot = slot
     }
 }
 
@@ -76,6 +108,8 @@ public struct DatabaseError: Error, Equatable, Sendable, CustomStringConvertible
         case notStandby
         /// The standby is further behind than allowed. Nothing was done.
         case replicationLag
+        /// Asked of a standby what only a primary does. Nothing was done.
+        case notPrimary
         /// pg_promote refused, or the server left recovery in an unexpected way.
         case promoteFailed
         /// pg_rewind or writing the standby configuration failed.
@@ -100,9 +134,12 @@ public struct DatabaseError: Error, Equatable, Sendable, CustomStringConvertible
 /// Talks to the local PostgreSQL through libpq as described by `[database]`.
 public final class DatabaseController: Sendable {
     public let settings: DatabaseSettings
+    /// The peer's node name: its standby's application_name, and the slot kept for it.
+    public let peerName: String?
 
-    public init(settings: DatabaseSettings) {
+    public init(settings: DatabaseSettings, peerName: String? = nil) {
         self.settings = settings
+        self.peerName = peerName
     }
 
     /// The conninfo we connect with: Unix socket only, 2 s connect timeout, every statement bounded.
@@ -197,6 +234,45 @@ public final class DatabaseController: Sendable {
         }
     }
 
+    /// Sets the primary's `synchronous_standby_names` (ALTER SYSTEM, so it survives a restart;
+    /// '' = commits wait for no standby) and reloads the configuration; returns once the server
+    /// uses the new value, within `timeout`. Commits waiting for a standby that is no longer
+    /// named are released by the reload. Refused on a standby (`.notPrimary`), nothing changed.
+    public func setSynchronousStandbyNames(_ value: String, timeout: Duration = .seconds(5)) throws(DatabaseError) {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let connection = try connect()
+        do {
+            guard try connection.scalar("SELECT pg_is_in_recovery()") == "f" else {
+                throw DatabaseError(.notPrimary, "the local PostgreSQL is a standby: synchronous_standby_names matters only on the primary")
+            }
+            if try connection.scalar("SELECT current_setting('synchronous_standby_names')") == value { return }
+            // ALTER SYSTEM takes no parameters: the value goes in as a quoted literal.
+            try connection.execute("ALTER SYSTEM SET synchronous_standby_names = \(Self.sqlLiteral(value))")
+            try connection.query("SELECT pg_reload_conf()")
+            while try connection.scalar("SELECT current_setting('synchronous_standby_names')") != value {
+                if clock.now >= deadline {
+                    throw DatabaseError(.timeout, "PostgreSQL did not apply synchronous_standby_names = \(Self.sqlLiteral(value)) within \(Self.describe(timeout))")
+                }
+                sleepFor(.milliseconds(10))
+            }
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError(.queryFailed, "cannot set synchronous_standby_names: \(error)")
+        }
+    }
+
+    /// A SQL string literal: single quotes doubled (standard_conforming_strings is on since 9.1).
+    public static func sqlLiteral(_ value: String) -> String {
+        var quoted = "'"
+        for character in value {
+            if character == "'" { quoted.append("'") }
+            quoted.append(character)
+        }
+        return quoted + "'"
+    }
+
     // MARK: - Reading the state
 
     private func read(_ connection: PostgresConnection) throws(PostgresError) -> DatabaseStatus {
@@ -206,33 +282,52 @@ public final class DatabaseController: Sendable {
         if inRecovery == "f" {
             // The timeline of the WAL being written is the first 8 hex digits of its segment name
             // (pg_control's timeline lags behind until the first checkpoint after a promote).
+            let peer = peerName ?? ""
             let row = try connection.query("""
                 SELECT pg_current_wal_lsn()::text,
                        pg_walfile_name(pg_current_wal_lsn()),
                        (SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn))::bigint FROM pg_stat_replication),
-                       (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')
-                """).first ?? []
-            guard row.count == 4, let lsn = row[0].flatMap(Self.parseLSN), let walFile = row[1],
+                       (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'),
+                       current_setting('synchronous_standby_names'),
+                       r.state, r.sync_state, coalesce(extract(epoch FROM r.replay_lag), 0)::float8,
+                       coalesce((SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $2), '')
+                FROM (SELECT 1) AS one
+                LEFT JOIN LATERAL (SELECT state, sync_state, replay_lag FROM pg_stat_replication
+                                   WHERE lower(application_name) = lower($1)
+                                   ORDER BY state = 'streaming' DESC LIMIT 1) AS r ON true
+                """, [peer, DatabaseSettings.slotName(for: peer)]).first ?? []
+            guard row.count == 9, let lsn = row[0].flatMap(Self.parseLSN), let walFile = row[1],
                 let timeline = UInt32(walFile.prefix(8), radix: 16)
             else { throw PostgresError(message: "unexpected answer to the primary status query: \(row)") }
             let lag = row[2].flatMap { Int64($0) }.map { UInt64(max(0, $0)) } ?? 0
+            let replication = ReplicationDetails(
+                state: row[5], syncState: row[6], synchronousStandbyNames: row[4] ?? "",
+                lagSeconds: row[7].flatMap { Double($0) } ?? 0, slot: peerName == nil ? "" : row[8] ?? "")
             return DatabaseStatus(role: .primary, lsn: lsn, timeline: timeline, replicationLagBytes: lag,
-                                  streaming: (row[3].flatMap { Int($0) } ?? 0) > 0)
+                                  streaming: (row[3].flatMap { Int($0) } ?? 0) > 0, replication: replication)
         }
         let row = try connection.query("""
             SELECT pg_last_wal_replay_lsn()::text,
                    greatest(pg_last_wal_receive_lsn(), r.latest_end_lsn, pg_last_wal_replay_lsn())::text,
                    coalesce(r.received_tli, (SELECT timeline_id FROM pg_control_checkpoint())),
-                   coalesce(r.status = 'streaming', false)
+                   coalesce(r.status = 'streaming', false),
+                   coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
+                   current_setting('primary_slot_name')
             FROM (SELECT 1) AS one
             LEFT JOIN pg_stat_wal_receiver AS r ON true
             """).first ?? []
-        guard row.count == 4 else { throw PostgresError(message: "unexpected answer to the standby status query: \(row)") }
+        guard row.count == 6 else { throw PostgresError(message: "unexpected answer to the standby status query: \(row)") }
         let replayed = row[0].flatMap(Self.parseLSN) ?? 0
         let known = row[1].flatMap(Self.parseLSN) ?? replayed
+        let streaming = row[3] == "t"
+        let lagBytes = known > replayed ? known - replayed : 0
+        // The age of the last replayed transaction is a lag only while something waits to be replayed.
+        let replication = ReplicationDetails(
+            state: streaming ? "streaming" : nil, lagSeconds: lagBytes > 0 ? max(0, row[4].flatMap { Double($0) } ?? 0) : 0,
+            slot: row[5] ?? "")
         return DatabaseStatus(
             role: .standby, lsn: replayed, timeline: row[2].flatMap { UInt32($0) } ?? 0,
-            replicationLagBytes: known > replayed ? known - replayed : 0, streaming: row[3] == "t")
+            replicationLagBytes: lagBytes, streaming: streaming, replication: replication)
     }
 
     /// True when connecting to the socket fails because no server is there (no socket file, or
@@ -439,7 +534,7 @@ public enum StandbySetup {
         return quoted + "'"
     }
 
-    private static func postmasterPID(_ dataDirectory: String) -> pid_t? {
+    static func postmasterPID(_ dataDirectory: String) -> pid_t? {
         guard let text = try? readFile("\(dataDirectory)/postmaster.pid"),
             let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingSpaces), pid > 0
         else { return nil }
@@ -449,13 +544,13 @@ public enum StandbySetup {
 
 // MARK: - Files
 
-private struct FileError: Error {
+struct FileError: Error {
     var message: String
 }
 
-private func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
-private func readFile(_ path: String) throws(FileError) -> String {
+func readFile(_ path: String) throws(FileError) -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 {
         if errno == ENOENT { return "" }
@@ -477,7 +572,7 @@ private func readFile(_ path: String) throws(FileError) -> String {
 }
 
 /// Writes `path` atomically (temporary file, fsync, rename), owned by uid:gid, mode 0600.
-private func writeOwnedFile(_ path: String, contents: String, uid: uid_t, gid: gid_t) throws(DatabaseError) {
+func writeOwnedFile(_ path: String, contents: String, uid: uid_t, gid: gid_t) throws(DatabaseError) {
     let temporary = path + ".kusu-tmp"
     unlink(temporary)
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -507,7 +602,7 @@ private func writeOwnedFile(_ path: String, contents: String, uid: uid_t, gid: g
 
 // MARK: - Subprocesses
 
-fileprivate struct SubprocessResult {
+struct SubprocessResult {
     /// Exit status, or 128 + signal number when killed by a signal.
     var status: Int32
     var output: String
@@ -521,7 +616,7 @@ fileprivate struct SubprocessResult {
     }
 }
 
-fileprivate struct SubprocessError: Error {
+struct SubprocessError: Error {
     var message: String
     var timedOut = false
 }
@@ -529,7 +624,9 @@ fileprivate struct SubprocessError: Error {
 /// Runs `command` (absolute path first) with posix_spawn in its own process group (in our working directory), stdin from
 /// /dev/null, stdout and stderr captured together (the last 64 KiB kept), a default signal
 /// disposition and an empty signal mask, LC_ALL=C. On timeout the whole group is killed.
-fileprivate func runSubprocess(_ command: [String], timeout: Duration) throws(SubprocessError) -> SubprocessResult {
+func runSubprocess(
+    _ command: [String], timeout: Duration, onOutput: (String) -> Void = { _ in }
+) throws(SubprocessError) -> SubprocessResult {
     var fds: [Int32] = [-1, -1]
     // A socket pair rather than pipe2(2), which Swift's Glibc module does not declare: created
     // close-on-exec atomically, so no other child spawned meanwhile keeps our write end open.
@@ -596,6 +693,7 @@ fileprivate func runSubprocess(_ command: [String], timeout: Duration) throws(Su
         }
         if count == 0 { break }  // every writer closed: the command (and its children) are done
         output.append(contentsOf: buffer[0..<count])
+        onOutput(String(decoding: buffer[0..<count], as: UTF8.self))
         if output.count > 65536 { output.removeFirst(output.count - 65536) }
     }
     var status: Int32 = 0
@@ -620,9 +718,9 @@ fileprivate func runSubprocess(_ command: [String], timeout: Duration) throws(Su
 /// SOCK_STREAM | SOCK_CLOEXEC. Spelled with O_CLOEXEC (the same bit on Linux) and the ABI value of
 /// SOCK_STREAM because, next to other C modules that include <linux/net.h>, the Glibc names turn
 /// ambiguous.
-private let unixStreamCloexec: Int32 = 1 | O_CLOEXEC
+let unixStreamCloexec: Int32 = 1 | O_CLOEXEC
 
-private func sleepFor(_ duration: Duration) {
+func sleepFor(_ duration: Duration) {
     var request = timespec(tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
     var remaining = timespec()
     while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
@@ -671,7 +769,7 @@ extension StandbySetup {
 }
 
 extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
+    func trimmingCharacters(in set: String) -> String {
         var s = self
         while let c = s.first, set.contains(c) { s.removeFirst() }
         while let c = s.last, set.contains(c) { s.removeLast() }

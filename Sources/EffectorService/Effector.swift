@@ -10,6 +10,7 @@
 public import ClusterCore
 public import DBusKit
 public import Logging
+import Synchronization
 
 public enum Operation: Sendable, Equatable {
     case takeover, release
@@ -18,6 +19,10 @@ public enum Operation: Sendable, Equatable {
     /// Stops the database cleanly (for a switchover) and records its final LSN.
     case stopDatabase
     case rejoinDatabase(primary: IPAddress)
+    /// Builds a standby of the peer's primary: "auto", "rewind" or "basebackup".
+    case cloneDatabase(primary: IPAddress, method: String)
+    /// Sets the primary's synchronous_standby_names ("" or the peer, quoted).
+    case setSynchronousStandby(String)
     case startUnits, stopUnits
 
     /// The method name, for LastOperation and the logs.
@@ -31,6 +36,8 @@ public enum Operation: Sendable, Equatable {
         case .promoteDatabase: "PromoteDatabase"
         case .stopDatabase: "StopDatabase"
         case .rejoinDatabase: "RejoinDatabase"
+        case .cloneDatabase: "CloneDatabase"
+        case .setSynchronousStandby: "SetSynchronousStandby"
         case .startUnits: "StartUnits"
         case .stopUnits: "StopUnits"
         }
@@ -51,6 +58,8 @@ public final class Effector {
     public enum Published: String, Sendable {
         case addresses = "Addresses", databaseRole = "DatabaseRole", replicationLagBytes = "ReplicationLagBytes"
         case databaseTimeline = "DatabaseTimeline", units = "Units", busy = "Busy", lastOperation = "LastOperation"
+        case replicationState = "ReplicationState", syncState = "SyncState", synchronousStandbyNames = "SynchronousStandbyNames"
+        case replicationLagSeconds = "ReplicationLagSeconds", replicationSlot = "ReplicationSlot", progress = "Progress"
     }
 
     public let configuration: Configuration
@@ -68,6 +77,10 @@ public final class Effector {
     public private(set) var unitStates: [String: String] = [:]
     /// The final LSN of the last StopDatabase.
     public private(set) var finalLSN: UInt64 = 0
+    /// What a long operation (CloneDatabase, RejoinDatabase) is doing, in words; "" otherwise.
+    public private(set) var progress = ""
+    /// The running takeover promoted the database (rather than finding it primary already).
+    var promotedNow = false
     /// Called with the properties that changed.
     public var onChange: ((Set<Published>) -> Void)?
     /// Announcement rounds still to send, per address.
@@ -169,7 +182,10 @@ public final class Effector {
         switch operation {
         case .takeover:
             var steps: [Step] = []
-            if database != nil { steps.append(("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) })) }
+            if database != nil {
+                steps.append(("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) }))
+                steps.append(("sync", { self.synchronousAfterPromotion($0) }))
+            }
             steps += configuration.addresses.map { address in ("address", { self.add(address, $0) }) }
             steps += configuration.addresses.map { address in ("announce", { self.startAnnouncing(address, $0) }) }
             if !configuration.units.isEmpty { steps.append(("units", { self.startUnits($0) })) }
@@ -182,8 +198,14 @@ public final class Effector {
         case .addAddress(let address): return [("address", { self.add(address, $0) })]
         case .removeAddress(let address): return [("address", { self.remove(address, $0) })]
         case .announceAddress(let address): return [("announce", { self.startAnnouncing(address, $0) })]
-        case .promoteDatabase: return [("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: false, $0) })]
-        case .rejoinDatabase(let primary): return rejoinSteps(primary: primary)
+        case .promoteDatabase:
+            return [
+                ("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: false, $0) }),
+                ("sync", { self.synchronousAfterPromotion($0) }),
+            ]
+        case .rejoinDatabase(let primary): return rejoinSteps(primary: primary, method: "auto")
+        case .cloneDatabase(let primary, let method): return rejoinSteps(primary: primary, method: method)
+        case .setSynchronousStandby(let value): return [("sync", { self.setSynchronousStandby(value, $0) })]
         case .stopDatabase: return stopDatabaseSteps()
         case .startUnits: return [("units", { self.startUnits($0) })]
         case .stopUnits: return [("units", { self.stopUnits($0) })]
@@ -262,6 +284,7 @@ public final class Effector {
     // MARK: Database
 
     func promote(ignoreLag: Bool, alreadyPrimaryIsSuccess: Bool, _ done: @escaping Completion) {
+        promotedNow = false
         guard let database else { return done(.failure(.init(.notConfigured, "no [database] is configured"))) }
         perform({ () -> Result<DatabaseSnapshot, EffectorError> in
             do throws(EffectorError) { return .success(try database.promote(ignoreLag: ignoreLag)) } catch { return .failure(error) }
@@ -269,6 +292,7 @@ public final class Effector {
             switch result {
             case .success(let snapshot):
                 logger.notice("database promoted", metadata: ["pg.timeline": "\(snapshot.timeline)", "pg.lsn": "\(snapshot.lsn)"])
+                promotedNow = true
                 update(database: snapshot)
                 done(.success(()))
             case .failure(let error) where error.code == .databaseNotStandby && alreadyPrimaryIsSuccess:
@@ -280,7 +304,39 @@ public final class Effector {
         }
     }
 
-    func rejoinSteps(primary: IPAddress) -> [Step] {
+    /// Right after a promotion: what commits of the new primary wait for, by `[database]
+    /// synchronous`: the peer (strict) or nobody (degradable: the peer is gone or was the
+    /// primary; kusu-hbd names it again once it streams and has caught up). A failure is logged,
+    /// not fatal: the service runs, and kusu-hbd corrects the setting later.
+    func synchronousAfterPromotion(_ done: @escaping Completion) {
+        guard promotedNow, let settings = configuration.database, settings.synchronous != .off else { return done(.success(())) }
+        let value = settings.synchronous == .strict ? ReplicationGuard.quoted(configuration.peerNode.name) : ""
+        setSynchronousStandby(value) { [self] result in
+            if case .failure(let error) = result {
+                logger.error("cannot set synchronous_standby_names after the promotion", metadata: ["error": "\(error.message)"])
+            }
+            done(.success(()))
+        }
+    }
+
+    func setSynchronousStandby(_ value: String, _ done: @escaping Completion) {
+        guard let database else { return done(.failure(.init(.notConfigured, "no [database] is configured"))) }
+        perform({ () -> Result<Void, EffectorError> in
+            do throws(EffectorError) { return .success(try database.setSynchronousStandbyNames(value)) } catch { return .failure(error) }
+        }) { [self] result in
+            if case .success = result {
+                logger.notice(
+                    value.isEmpty ? "commits no longer wait for a standby" : "commits wait for the standby",
+                    metadata: ["pg.synchronous_standby_names": "\(value)"])
+                var snapshot = databaseState
+                snapshot.synchronousStandbyNames = value
+                update(database: snapshot)
+            }
+            done(result)
+        }
+    }
+
+    func rejoinSteps(primary: IPAddress, method: String) -> [Step] {
         guard let database, let settings = configuration.database else {
             return [("check", { $0(.failure(.init(.notConfigured, "no [database] is configured"))) })]
         }
@@ -290,9 +346,27 @@ public final class Effector {
             ("check", { self.requireNoAddressHeld($0) }),
             ("stop", { done in self.units.stop([settings.unit], completion: done) }),
             ("prepare", { done in
-                self.perform({ () -> Result<Void, EffectorError> in
-                    do throws(EffectorError) { return .success(try database.prepareStandby(primary: primary, applicationName: node)) } catch { return .failure(error) }
-                }, done)
+                // The worker queues its lines here; the loop publishes each (one PropertiesChanged
+                // per line, so a client sees them all) every 100 ms.
+                let box = Mutex<[String]>([])
+                var watch: TimerSource?
+                func poll() {
+                    for line in box.withLock({ lines in defer { lines.removeAll() }; return lines }) { self.setProgress(line) }
+                    watch?.reschedule(at: self.loop.now + .milliseconds(100))
+                }
+                watch = try? self.loop.addTimer(at: self.loop.now + .milliseconds(100)) { poll() }
+                self.perform({ () -> Result<String, EffectorError> in
+                    do throws(EffectorError) {
+                        return .success(try database.makeStandby(primary: primary, method: method) { line in box.withLock { $0.append(line) } })
+                    } catch { return .failure(error) }
+                }) { result in
+                    watch?.cancel()
+                    poll()
+                    if case .success(let used) = result {
+                        self.logger.notice("database prepared as a standby", metadata: ["pg.method": "\(used)", "peer.address": "\(primary)", "node.name": "\(node)"])
+                    }
+                    done(result.map { _ in () })
+                }
             }),
             ("start", { done in self.units.start([settings.unit], completion: done) }),
             ("stream", { done in
@@ -302,12 +376,20 @@ public final class Effector {
                     switch result {
                     case .success(let snapshot):
                         self.update(database: snapshot)
+                        self.setProgress("")
                         done(.success(()))
                     case .failure(let error): done(.failure(error))
                     }
                 }
             }),
         ]
+    }
+
+    func setProgress(_ text: String) {
+        guard text != progress else { return }
+        progress = text
+        if !text.isEmpty { logger.info("progress", metadata: ["op.progress": "\(text)"]) }
+        changed([.progress])
     }
 
     /// Fails when this node still holds a floating address (database steps that need a released node).
@@ -349,6 +431,11 @@ public final class Effector {
         if snapshot.role != databaseState.role { changes.insert(.databaseRole) }
         if snapshot.timeline != databaseState.timeline { changes.insert(.databaseTimeline) }
         if snapshot.replicationLagBytes != databaseState.replicationLagBytes { changes.insert(.replicationLagBytes) }
+        if snapshot.replicationState != databaseState.replicationState { changes.insert(.replicationState) }
+        if snapshot.syncState != databaseState.syncState { changes.insert(.syncState) }
+        if snapshot.synchronousStandbyNames != databaseState.synchronousStandbyNames { changes.insert(.synchronousStandbyNames) }
+        if snapshot.replicationLagSeconds != databaseState.replicationLagSeconds { changes.insert(.replicationLagSeconds) }
+        if snapshot.replicationSlot != databaseState.replicationSlot { changes.insert(.replicationSlot) }
         databaseState = snapshot
         changed(changes)
     }

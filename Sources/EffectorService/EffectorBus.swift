@@ -110,6 +110,23 @@ public final class EffectorBus {
                 self.run(.rejoinDatabase(primary: primary.address), reason: "RejoinDatabase \(primary.node.name)", action: Effector1.Action.manageDatabase, call)
             }
         }
+        iface.method(Effector1.Method.cloneDatabase, in: [.init("primary", "s"), .init("method", "s")], flags: .unprivileged) {
+            [unowned self] call in
+            guard let primary = self.validated(call, resources.primary(call.arguments.first?.string ?? "")),
+                let method = self.validated(call, resources.cloneMethod(call.arguments.count > 1 ? call.arguments[1].string ?? "" : ""))
+            else { return }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "clone", "primary": primary.node.name, "method": method]) {
+                self.run(
+                    .cloneDatabase(primary: primary.address, method: method), reason: "CloneDatabase \(primary.node.name) \(method)",
+                    action: Effector1.Action.manageDatabase, call)
+            }
+        }
+        iface.method(Effector1.Method.setSynchronousStandby, in: [.init("standby", "s")], flags: .unprivileged) { [unowned self] call in
+            guard let value = self.validated(call, resources.synchronousStandby(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "synchronous-standby", "standby": value]) {
+                self.run(.setSynchronousStandby(value), reason: "SetSynchronousStandby '\(value)'", action: Effector1.Action.manageDatabase, call)
+            }
+        }
         for (member, operation) in [(Effector1.Method.startUnits, Operation.startUnits), (Effector1.Method.stopUnits, .stopUnits)] {
             iface.method(member, flags: .unprivileged) { [unowned self] call in
                 authorize(call, Effector1.Action.manageUnits, details: ["units": effector.configuration.units.joined(separator: ","), "operation": member]) {
@@ -126,6 +143,12 @@ public final class EffectorBus {
         iface.property(P.units, "a(ss)") {
             .array(element: "(ss)", effector.configuration.units.map { .structure([.string($0), .string(effector.unitStates[$0] ?? "unknown")]) })
         }
+        iface.property(P.replicationState, "s") { .string(effector.databaseState.replicationState) }
+        iface.property(P.syncState, "s") { .string(effector.databaseState.syncState) }
+        iface.property(P.synchronousStandbyNames, "s") { .string(effector.databaseState.synchronousStandbyNames) }
+        iface.property(P.replicationLagSeconds, "d") { .double(effector.databaseState.replicationLagSeconds) }
+        iface.property(P.replicationSlot, "s") { .string(effector.databaseState.replicationSlot) }
+        iface.property(P.progress, "s") { .string(effector.progress) }
         iface.property(P.busy, "b") { .boolean(effector.busy) }
         iface.property(P.lastOperation, "(sstbs)") {
             let last = effector.lastOperation

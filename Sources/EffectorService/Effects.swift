@@ -34,12 +34,30 @@ public struct DatabaseSnapshot: Sendable, Equatable {
     public var lsn: UInt64
     public var timeline: UInt32
     public var replicationLagBytes: UInt64
+    /// Primary: the peer's replication connection state ("streaming", "catchup", ...); standby:
+    /// "streaming" while its WAL receiver streams; "" when there is none.
+    public var replicationState: String
+    /// Primary: the peer's sync_state ("sync", "async", "potential", "quorum"), "" when not connected.
+    public var syncState: String
+    /// Primary: its synchronous_standby_names.
+    public var synchronousStandbyNames: String
+    public var replicationLagSeconds: Double
+    /// Primary: the slot kept for the peer ("" if none); standby: its primary_slot_name.
+    public var replicationSlot: String
 
-    public init(role: String, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0) {
+    public init(
+        role: String, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0, replicationState: String = "",
+        syncState: String = "", synchronousStandbyNames: String = "", replicationLagSeconds: Double = 0, replicationSlot: String = ""
+    ) {
         self.role = role
         self.lsn = lsn
         self.timeline = timeline
         self.replicationLagBytes = replicationLagBytes
+        self.replicationState = replicationState
+        self.syncState = syncState
+        self.synchronousStandbyNames = synchronousStandbyNames
+        self.replicationLagSeconds = replicationLagSeconds
+        self.replicationSlot = replicationSlot
     }
 
     public static let unknown = DatabaseSnapshot(role: "unknown")
@@ -51,9 +69,12 @@ public protocol DatabaseEffects: Sendable {
     /// Promotes a standby and returns once it accepts writes. A primary → .databaseNotStandby;
     /// replay lag beyond max_lag_bytes → .replicationLag (unless ignoreLag). Nothing changes on refusal.
     func promote(ignoreLag: Bool) throws(EffectorError) -> DatabaseSnapshot
-    /// With the server stopped: pg_rewind from `primary` where the timelines diverged, then
-    /// standby.signal and primary_conninfo.
-    func prepareStandby(primary: IPAddress, applicationName: String) throws(EffectorError)
+    /// With the server stopped: make it a standby of `primary` (pg_rewind or pg_basebackup, the
+    /// replication slot, standby.signal, primary_conninfo...). `progress` gets lines in words
+    /// (on the worker thread). Returns the method used ("rewind" or "basebackup").
+    func makeStandby(primary: IPAddress, method: String, progress: @escaping @Sendable (String) -> Void) throws(EffectorError) -> String
+    /// The primary's synchronous_standby_names (ALTER SYSTEM + reload, applied when it returns).
+    func setSynchronousStandbyNames(_ value: String) throws(EffectorError)
     /// Waits until the (started) server streams from its primary.
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot
     /// The shutdown checkpoint of the cleanly stopped server: its final WAL position.

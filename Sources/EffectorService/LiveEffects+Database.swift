@@ -6,34 +6,51 @@ import Effector
 struct PostgresDatabase: DatabaseEffects {
     let settings: DatabaseSettings
     let localNode: String
+    let peerNode: String
     let promoteTimeout: Duration = .seconds(60)
     let streamingTimeout: Duration = .seconds(120)
 
-    init(settings: DatabaseSettings, localNode: String) {
+    init(settings: DatabaseSettings, localNode: String, peerNode: String) {
         self.settings = settings
         self.localNode = localNode
+        self.peerNode = peerNode
     }
 
+    var controller: DatabaseController { DatabaseController(settings: settings, peerName: peerNode) }
+
     func status() -> DatabaseSnapshot {
-        Self.snapshot(DatabaseController(settings: settings).status())
+        Self.snapshot(controller.status())
     }
 
     func promote(ignoreLag: Bool) throws(EffectorError) -> DatabaseSnapshot {
         do {
-            return Self.snapshot(try DatabaseController(settings: settings).promote(ignoreLag: ignoreLag, timeout: promoteTimeout))
+            return Self.snapshot(try controller.promote(ignoreLag: ignoreLag, timeout: promoteTimeout))
         } catch {
             throw Self.effectorError(error)
         }
     }
 
-    func prepareStandby(primary: IPAddress, applicationName: String) throws(EffectorError) {
+    func makeStandby(primary: IPAddress, method: String, progress: @escaping @Sendable (String) -> Void) throws(EffectorError) -> String {
+        guard let method = CloneMethod(rawValue: method) else {
+            throw EffectorError(.invalidArgument, "unknown clone method '\(method)'")
+        }
         let conninfo = PostgresConnection.conninfo([
             ("host", "\(primary)"), ("port", "\(settings.port)"), ("user", settings.user),
-            ("application_name", applicationName), ("connect_timeout", "5"),
+            ("application_name", localNode), ("connect_timeout", "5"),
         ])
         do {
-            try StandbySetup.prepareStandby(
-                dataDirectory: settings.dataDirectory, primaryConninfo: conninfo, applicationName: applicationName, rewind: true)
+            return try StandbySetup.makeStandby(
+                dataDirectory: settings.dataDirectory, primaryConninfo: conninfo, applicationName: localNode,
+                slot: DatabaseSettings.slotName(for: localNode), method: method, progress: progress
+            ).rawValue
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
+    func setSynchronousStandbyNames(_ value: String) throws(EffectorError) {
+        do {
+            try controller.setSynchronousStandbyNames(value)
         } catch {
             throw Self.effectorError(error)
         }
@@ -41,7 +58,7 @@ struct PostgresDatabase: DatabaseEffects {
 
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot {
         do {
-            return Self.snapshot(try StandbySetup.waitUntilStreaming(DatabaseController(settings: settings), timeout: streamingTimeout))
+            return Self.snapshot(try StandbySetup.waitUntilStreaming(controller, timeout: streamingTimeout))
         } catch {
             throw Self.effectorError(error)
         }
@@ -58,13 +75,16 @@ struct PostgresDatabase: DatabaseEffects {
     static func snapshot(_ status: DatabaseStatus) -> DatabaseSnapshot {
         DatabaseSnapshot(
             role: status.role.rawValue, lsn: status.lsn, timeline: status.timeline,
-            replicationLagBytes: status.replicationLagBytes)
+            replicationLagBytes: status.replicationLagBytes, replicationState: status.replication.state ?? "",
+            syncState: status.replication.syncState ?? "", synchronousStandbyNames: status.replication.synchronousStandbyNames,
+            replicationLagSeconds: status.replication.lagSeconds, replicationSlot: status.replication.slot)
     }
 
     static func effectorError(_ error: DatabaseError) -> EffectorError {
         switch error.code {
         case .notStandby: EffectorError(.databaseNotStandby, error.message)
         case .replicationLag: EffectorError(.replicationLag, error.message)
+        case .notPrimary: EffectorError(.invalidArgument, error.message)
         default: EffectorError(.failed, error.message)
         }
     }

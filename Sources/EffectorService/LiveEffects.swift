@@ -13,7 +13,7 @@ public final class LiveEffects {
     public init(configuration: Configuration, bus: BusConnection) throws(EffectorError) {
         self.configuration = configuration
         addresses = try KernelAddresses()
-        database = configuration.database.map { PostgresDatabase(settings: $0, localNode: configuration.localNode.name) }
+        database = configuration.database.map { PostgresDatabase(settings: $0, localNode: configuration.localNode.name, peerNode: configuration.peerNode.name) }
         systemdUnits = SystemdUnits(bus: bus)
         units = systemdUnits
     }

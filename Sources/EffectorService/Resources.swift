@@ -52,6 +52,29 @@ public struct Resources: Sendable {
         return .failure(.init(.notConfigured, "'\(text)' is not the peer node; the primary must be \(peer.name)"))
     }
 
+    /// The `method` argument of CloneDatabase: auto (or ""), rewind or basebackup.
+    public func cloneMethod(_ argument: String) -> Result<String, EffectorError> {
+        guard configuration.database != nil else { return .failure(.init(.notConfigured, "no [database] is configured")) }
+        let text = argument.trimmingSpaces
+        let known = ["auto", "rewind", "basebackup"]
+        if text.isEmpty { return .success("auto") }
+        guard known.contains(text) else {
+            return .failure(.init(.invalidArgument, "'\(argument)' is not a clone method: use auto, rewind or basebackup"))
+        }
+        return .success(text)
+    }
+
+    /// The argument of SetSynchronousStandby: "" (commits wait for no standby) or the peer's
+    /// node name (plain or double-quoted); the value set is the quoted name.
+    public func synchronousStandby(_ argument: String) -> Result<String, EffectorError> {
+        guard configuration.database != nil else { return .failure(.init(.notConfigured, "no [database] is configured")) }
+        let text = argument.trimmingSpaces
+        if text.isEmpty { return .success("") }
+        let peer = configuration.peerNode.name
+        if text == peer || text == ReplicationGuard.quoted(peer) { return .success(ReplicationGuard.quoted(peer)) }
+        return .failure(.init(.invalidArgument, "'\(argument)' is not the peer's standby: give \"\" or \(peer)"))
+    }
+
     /// A free-text reason: printable, one line, at most 256 bytes.
     public func reason(_ argument: String) -> Result<String, EffectorError> {
         guard argument.utf8.count <= 256 else { return .failure(.init(.invalidArgument, "the reason is longer than 256 bytes")) }

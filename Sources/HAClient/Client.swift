@@ -58,6 +58,44 @@ public final class ClusterClient {
         }
     }
 
+    /// Calls `member` like `call`, and while waiting for the reply passes every new value of the
+    /// service's `Progress` property (from PropertiesChanged) to `progress`.
+    @discardableResult
+    public func callShowingProgress(
+        _ service: Service, _ member: String, _ arguments: [Value] = [], timeout: Duration,
+        progress: @escaping (String) -> Void
+    ) throws(ClientError) -> [Value] {
+        var result: Result<[Value], DBusError>?
+        let subscription: Subscription
+        do {
+            let rule = "type='signal',path='\(service.objectPath)',interface='org.freedesktop.DBus.Properties',"
+                + "member='PropertiesChanged',arg0='\(service.interface)'"
+            subscription = try bus.addMatch(rule) { message in
+                guard message.arguments.count >= 2, let changed = message.arguments[1].stringKeyedDictionary,
+                    let text = (changed[Effector1.Property.progress]?.variant ?? changed[Effector1.Property.progress])?.string,
+                    !text.isEmpty
+                else { return }
+                progress(text)
+            }
+            _ = try bus.call(
+                destination: BusName(stringLiteral: service.busName), path: ObjectPath(stringLiteral: service.objectPath),
+                interface: InterfaceName(stringLiteral: service.interface), member: MemberName(stringLiteral: member),
+                arguments, timeout: timeout, interactive: interactive
+            ) { result = $0 }
+            _ = try loop.run(until: loop.now + timeout + .seconds(5)) { result != nil }
+        } catch let error as DBusError {
+            throw .call(service, error)
+        } catch {
+            throw .call(service, .failed("\(error)"))
+        }
+        withExtendedLifetime(subscription) {}
+        switch result {
+        case .success(let values): return values
+        case .failure(let error): throw .call(service, error)
+        case nil: throw .call(service, .failed("no reply within \(timeout)"))
+        }
+    }
+
     /// All properties of `service`'s interface (org.freedesktop.DBus.Properties.GetAll).
     public func properties(of service: Service) throws(ClientError) -> [String: Value] {
         let reply: [Value]
@@ -130,8 +168,16 @@ public struct Effector1Proxy {
         try client.call(.effector, Effector1.Method.announceAddress, [.string(a)])
     }
     public func promoteDatabase() throws(ClientError) { try client.call(.effector, Effector1.Method.promoteDatabase) }
-    public func rejoinDatabase(primary: String) throws(ClientError) {
-        try client.call(.effector, Effector1.Method.rejoinDatabase, [.string(primary)])
+    public func rejoinDatabase(primary: String, progress: @escaping (String) -> Void = { _ in }) throws(ClientError) {
+        try client.callShowingProgress(.effector, Effector1.Method.rejoinDatabase, [.string(primary)], timeout: .seconds(3 * 3600), progress: progress)
+    }
+    /// CloneDatabase(primary, method), printing progress lines; may take long on a large database.
+    public func cloneDatabase(primary: String, method: String, progress: @escaping (String) -> Void) throws(ClientError) {
+        try client.callShowingProgress(
+            .effector, Effector1.Method.cloneDatabase, [.string(primary), .string(method)], timeout: .seconds(6 * 3600), progress: progress)
+    }
+    public func setSynchronousStandby(_ standby: String) throws(ClientError) {
+        try client.call(.effector, Effector1.Method.setSynchronousStandby, [.string(standby)])
     }
     public func startUnits() throws(ClientError) { try client.call(.effector, Effector1.Method.startUnits) }
     public func stopUnits() throws(ClientError) { try client.call(.effector, Effector1.Method.stopUnits) }

@@ -59,6 +59,11 @@ extension ClusterStatus {
             }
             lines.append("auto-failover: \(onOff(h.autoFailover)), maintenance: \(onOff(h.maintenance)), "
                 + "tie-breaker: \(h.tieBreakerReachable ? "reachable" : "unreachable")")
+            if let text = Self.synchronousText(h.synchronous, role: h.role) { lines.append("replication: \(text)") }
+            if h.role == "standby", let readiness = h.failoverReadiness {
+                lines.append("automatic failover onto this node: " + (readiness.ready ? "ready" : "refused: \(readiness.reason)"))
+            }
+            for tree in h.fileSync { lines.append("file tree \(tree.path): \(Self.describe(tree, now: nowUSec))") }
         case .unavailable(let why):
             if !head.isEmpty { lines.append(head) }
             lines.append("heartbeat: \(why)")
@@ -68,9 +73,22 @@ extension ClusterStatus {
             lines.append("addresses: " + (e.addresses.isEmpty ? "none held here" : e.addresses.joined(separator: ", ")))
             var db = "database: \(e.databaseRole)"
             if e.databaseRole == "primary" || e.databaseRole == "standby" {
-                db += ", timeline \(e.databaseTimeline), lag \(byteCount(e.replicationLagBytes))"
+                db += ", timeline \(e.databaseTimeline)"
+                if e.databaseRole == "primary" {
+                    db += e.replicationState.isEmpty ? ", no standby connected"
+                        : ", standby \(e.replicationState)" + (e.syncState.isEmpty ? "" : " (\(e.syncState))")
+                } else {
+                    db += e.replicationState.isEmpty ? ", not streaming" : ", \(e.replicationState)"
+                }
+                db += ", lag \(byteCount(e.replicationLagBytes)) / \(Self.seconds(e.replicationLagSeconds))"
+                if !e.replicationSlot.isEmpty { db += ", slot \(e.replicationSlot)" }
             }
             lines.append(db)
+            if let limit = maxLagBytes, e.replicationLagBytes > limit, e.databaseRole == "primary" || e.databaseRole == "standby" {
+                lines.append("warning: the standby is \(byteCount(e.replicationLagBytes)) behind, more than max_lag_bytes "
+                    + "(\(byteCount(limit))): an automatic failover onto it would be refused")
+            }
+            if !e.progress.isEmpty { lines.append("progress: \(e.progress)") }
             lines.append("units: " + (e.units.isEmpty ? "none configured"
                 : e.units.map { "\($0.name) \($0.state)" }.joined(separator: ", ")))
             if e.busy { lines.append("effector: busy") }
@@ -90,6 +108,40 @@ extension ClusterStatus {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// A file tree's state in words: "synchronised 12 s ago", "failed 3.0 s ago: ERROR; copy from 2 min ago",
+    /// "paused: REASON; copy from 1 h ago", "unknown: REASON".
+    static func describe(_ tree: FileTreeStatus, now: UInt64) -> String {
+        let copy = tree.lastSuccessUSec == 0 ? "never synchronised" : "copy from \(age(tree.lastSuccessUSec, now: now))"
+        switch tree.state {
+        case "synchronised": return "synchronised \(age(tree.lastSuccessUSec, now: now))"
+        case "failed": return "FAILED \(age(tree.lastAttemptUSec, now: now)): \(tree.message); \(copy)"
+        case "paused": return "paused: \(tree.message)" + (tree.lastSuccessUSec == 0 ? "" : "; \(copy)")
+        case "pending": return "not synchronised yet" + (tree.lastSuccessUSec == 0 ? "" : "; \(copy)")
+        case "not-pulled": return "not pulled here (pull = false)"
+        default: return "\(tree.state): \(tree.message)"
+        }
+    }
+
+    /// "0.0 s", "1.5 s".
+    static func seconds(_ value: Double) -> String {
+        let tenths = Int((max(0, value) * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10) s"
+    }
+
+    /// The Heartbeat1.Synchronous value in words (nil: nothing to say).
+    static func synchronousText(_ value: String, role: String) -> String? {
+        switch (value, role) {
+        case ("", _), ("off", _), ("unknown", _): return nil
+        case ("sync", "standby"): return "in sync: this standby has every acknowledged transaction"
+        case ("async", "standby"): return "NOT in sync: transactions acknowledged by the primary may be missing here"
+        case ("sync", _): return "synchronous: commits wait for the standby"
+        case ("async", _): return "degraded: the standby streams but commits do not wait for it (it has not caught up yet)"
+        case ("none", _): return "degraded: no standby connected, commits do not wait"
+        case ("waiting", _): return "strict: commits WAIT for a standby that is not connected"
+        default: return value
+        }
+    }
+
     /// The JSON document of `kusu-ha status --json`. Stable keys (a test pins them):
     ///
     ///     cluster            string|null  cluster name (kusu-hbd's, else the configuration's)
@@ -102,11 +154,16 @@ extension ClusterStatus {
     ///       packets_received, packets_rejected
     ///       peer               {name, state, role, epoch, last_seen_usec}
     ///       links              [{name, address, up, last_seen_usec}]
+    ///       synchronous        string   sync, async, none, waiting, off, unknown
+    ///       failover_readiness {ready, reason} | null
+    ///       file_sync          [{path, state, last_success_usec, last_attempt_usec, since_usec, message}]
     ///     effector           object       kusu-effectord (org.kusu.Effector1):
     ///       running            bool
     ///       error              string|null
     ///       addresses          [string]     floating addresses held here (address/prefix)
-    ///       database           {role, timeline, lag_bytes, lsn}
+    ///       database           {role, timeline, lag_bytes, lsn, replication_state, sync_state,
+    ///                           synchronous_standby_names, lag_ms, slot}
+    ///       progress           string       what a clone/rejoin is doing ("" otherwise)
     ///       units              [{name, state}]
     ///       busy               bool
     ///       last_operation     {name, reason, finished_usec, success, error} | null
@@ -130,6 +187,12 @@ extension ClusterStatus {
                     ("name", .string(l.name)), ("address", .string(l.peerAddress)),
                     ("up", .bool(l.up)), ("last_seen_usec", .number(l.lastSeenUSec)),
                 ]) })),
+                ("synchronous", .string(h.synchronous)),
+                ("failover_readiness", h.failoverReadiness.map { .object([("ready", .bool($0.ready)), ("reason", .string($0.reason))]) } ?? .null),
+                ("file_sync", .array(h.fileSync.map { t in .object([
+                    ("path", .string(t.path)), ("state", .string(t.state)), ("last_success_usec", .number(t.lastSuccessUSec)),
+                    ("last_attempt_usec", .number(t.lastAttemptUSec)), ("since_usec", .number(t.sinceUSec)), ("message", .string(t.message)),
+                ]) })),
             ]
         case .unavailable(let why):
             hb = [("running", .bool(false)), ("error", .string(why))]
@@ -143,7 +206,11 @@ extension ClusterStatus {
                 ("database", .object([
                     ("role", .string(e.databaseRole)), ("timeline", .number(UInt64(e.databaseTimeline))),
                     ("lag_bytes", .number(e.replicationLagBytes)), ("lsn", .number(e.databaseLSN)),
+                    ("replication_state", .string(e.replicationState)), ("sync_state", .string(e.syncState)),
+                    ("synchronous_standby_names", .string(e.synchronousStandbyNames)),
+                    ("lag_ms", .number(UInt64((max(0, e.replicationLagSeconds) * 1000).rounded()))), ("slot", .string(e.replicationSlot)),
                 ])),
+                ("progress", .string(e.progress)),
                 ("units", .array(e.units.map { .object([("name", .string($0.name)), ("state", .string($0.state))]) })),
                 ("busy", .bool(e.busy)),
                 ("last_operation", e.lastOperation.map { op in .object([

@@ -19,6 +19,28 @@ public struct LinkStatus: Sendable, Equatable {
     }
 }
 
+/// One `[[sync]]` tree as org.kusu.Heartbeat1.FileSync reports it (a(ssttts)).
+public struct FileTreeStatus: Sendable, Equatable {
+    public var path: String
+    /// pending, synchronised, failed, paused, not-pulled, unknown.
+    public var state: String
+    /// CLOCK_REALTIME µs when the last successful pull began (the copy is at least that new); 0 = never.
+    public var lastSuccessUSec: UInt64
+    public var lastAttemptUSec: UInt64
+    public var sinceUSec: UInt64
+    /// The error, or why it is paused / unknown.
+    public var message: String
+
+    public init(path: String, state: String, lastSuccessUSec: UInt64 = 0, lastAttemptUSec: UInt64 = 0, sinceUSec: UInt64 = 0, message: String = "") {
+        self.path = path
+        self.state = state
+        self.lastSuccessUSec = lastSuccessUSec
+        self.lastAttemptUSec = lastAttemptUSec
+        self.sinceUSec = sinceUSec
+        self.message = message
+    }
+}
+
 /// The properties of org.kusu.Heartbeat1 (kusu-hbd).
 public struct HeartbeatStatus: Sendable, Equatable {
     public var clusterName = ""
@@ -36,8 +58,24 @@ public struct HeartbeatStatus: Sendable, Equatable {
     public var tieBreakerReachable = false
     public var packetsReceived: UInt64 = 0
     public var packetsRejected: UInt64 = 0
+    /// What the primary's commits wait for (Heartbeat1.Synchronous); "" when not published.
+    public var synchronous = ""
+    /// Whether an automatic failover onto this node would go ahead now, and why not (nil: not published).
+    public var failoverReadiness: (ready: Bool, reason: String)?
+    /// The `[[sync]]` trees kept on the standby.
+    public var fileSync: [FileTreeStatus] = []
 
     public init() {}
+
+    public static func == (a: HeartbeatStatus, b: HeartbeatStatus) -> Bool {
+        a.clusterName == b.clusterName && a.nodeName == b.nodeName && a.role == b.role && a.epoch == b.epoch
+            && a.autoFailover == b.autoFailover && a.maintenance == b.maintenance && a.peerName == b.peerName
+            && a.peerState == b.peerState && a.peerRole == b.peerRole && a.peerEpoch == b.peerEpoch
+            && a.peerLastSeenUSec == b.peerLastSeenUSec && a.links == b.links && a.tieBreakerReachable == b.tieBreakerReachable
+            && a.packetsReceived == b.packetsReceived && a.packetsRejected == b.packetsRejected && a.synchronous == b.synchronous
+            && a.failoverReadiness?.ready == b.failoverReadiness?.ready && a.failoverReadiness?.reason == b.failoverReadiness?.reason
+            && a.fileSync == b.fileSync
+    }
 
     /// From a GetAll reply; missing or mistyped properties keep their defaults.
     public init(properties p: [String: Value]) {
@@ -61,6 +99,16 @@ public struct HeartbeatStatus: Sendable, Equatable {
         tieBreakerReachable = p[K.tieBreakerReachable]?.bool ?? tieBreakerReachable
         packetsReceived = p[K.packetsReceived]?.uint64 ?? packetsReceived
         packetsRejected = p[K.packetsRejected]?.uint64 ?? packetsRejected
+        synchronous = p[K.synchronous]?.string ?? synchronous
+        if let f = p[K.failoverReadiness]?.structure, f.count == 2, let ready = f[0].bool, let reason = f[1].string {
+            failoverReadiness = (ready, reason)
+        }
+        fileSync = (p[K.fileSync]?.array ?? []).compactMap { v in
+            guard let f = v.structure, f.count == 6, let path = f[0].string, let state = f[1].string, let success = f[2].uint64,
+                let attempt = f[3].uint64, let since = f[4].uint64, let message = f[5].string
+            else { return nil }
+            return FileTreeStatus(path: path, state: state, lastSuccessUSec: success, lastAttemptUSec: attempt, sinceUSec: since, message: message)
+        }
     }
 }
 
@@ -111,6 +159,12 @@ public struct EffectorStatus: Sendable, Equatable {
     public var units: [UnitStatus] = []
     public var busy = false
     public var lastOperation: OperationRecord?
+    public var replicationState = ""
+    public var syncState = ""
+    public var synchronousStandbyNames = ""
+    public var replicationLagSeconds: Double = 0
+    public var replicationSlot = ""
+    public var progress = ""
 
     public init() {}
 
@@ -127,6 +181,12 @@ public struct EffectorStatus: Sendable, Equatable {
         }
         busy = p[K.busy]?.bool ?? busy
         lastOperation = OperationRecord(p[K.lastOperation])
+        replicationState = p[K.replicationState]?.string ?? replicationState
+        syncState = p[K.syncState]?.string ?? syncState
+        synchronousStandbyNames = p[K.synchronousStandbyNames]?.string ?? synchronousStandbyNames
+        replicationLagSeconds = p[K.replicationLagSeconds]?.double ?? replicationLagSeconds
+        replicationSlot = p[K.replicationSlot]?.string ?? replicationSlot
+        progress = p[K.progress]?.string ?? progress
     }
 }
 
@@ -148,6 +208,8 @@ public struct ClusterStatus: Sendable, Equatable {
     public var configuredNode: String?
     /// CLOCK_REALTIME µs when it was gathered (for "seen 0.2 s ago").
     public var nowUSec: UInt64
+    /// `[database] max_lag_bytes` from the configuration, for the lag warning (nil: unknown).
+    public var maxLagBytes: UInt64?
 
     public init(heartbeat: Part<HeartbeatStatus>, effector: Part<EffectorStatus>,
                 configuredCluster: String? = nil, configuredNode: String? = nil, nowUSec: UInt64) {

@@ -38,6 +38,19 @@ extension HeartbeatMonitor {
         iface.property(P.tieBreakerReachable, "b") { [unowned self] in
             .boolean(self.tieBreaker?.reachable ?? cluster.tieBreakers.isEmpty)
         }
+        iface.property(P.synchronous, "s") { [unowned self] in .string(self.synchronousState) }
+        iface.property(P.failoverReadiness, "(bs)", change: .none) { [unowned self] in
+            let readiness = self.failoverReadiness
+            return .structure([.boolean(readiness.ready), .string(readiness.reason)])
+        }
+        iface.property(P.fileSync, "a(ssttts)", change: .none) { [unowned self] in
+            .array(element: "(ssttts)", self.fileSyncEntries.map { tree in
+                .structure([
+                    .string(tree.path), .string(tree.state), .uint64(tree.lastSuccessUSec), .uint64(tree.lastAttemptUSec),
+                    .uint64(tree.sinceUSec), .string(tree.message),
+                ])
+            })
+        }
         iface.property(P.packetsReceived, "t", change: .none) { [unowned self] in .uint64(self.packetsReceived) }
         iface.property(P.packetsRejected, "t", change: .none) { [unowned self] in .uint64(self.packetsRejected) }
 

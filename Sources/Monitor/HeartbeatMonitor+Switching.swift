@@ -20,6 +20,12 @@ struct EffectorView {
     /// DatabaseLSN: the primary's current WAL position or the standby's replay position.
     var lsn: UInt64?
     var databaseRole: String?
+    /// Primary: the peer's replication connection state, its sync_state, the lag of the
+    /// worst standby, and synchronous_standby_names ("" / nil when unknown).
+    var replicationState: String?
+    var syncState: String?
+    var lagBytes: UInt64 = 0
+    var synchronousStandbyNames: String?
 }
 
 extension HeartbeatMonitor {
@@ -44,7 +50,7 @@ extension HeartbeatMonitor {
             role: role, peerState: tracker.state, peerRole: tracker.peerRole, autoFailover: autoFailover,
             maintenance: maintenance, tieBreakerReachable: tieBreakerReachable,
             hasDatabase: database != nil, lagBytes: lag, maxLagBytes: database?.maxLagBytes ?? 0,
-            effectorBusy: effector.busy)
+            effectorBusy: effector.busy, inSync: database.map { $0.synchronous == .off ? nil : tracker.peerWaitsForUs } ?? nil)
     }
 
     // MARK: Automatic failover
@@ -299,12 +305,17 @@ extension HeartbeatMonitor {
                 effector.busy = properties[Effector1.Property.busy]?.bool ?? false
                 effector.lsn = properties[Effector1.Property.databaseLSN]?.uint64
                 effector.databaseRole = properties[Effector1.Property.databaseRole]?.string
+                effector.replicationState = properties[Effector1.Property.replicationState]?.string.flatMap { $0.isEmpty ? nil : $0 }
+                effector.syncState = properties[Effector1.Property.syncState]?.string.flatMap { $0.isEmpty ? nil : $0 }
+                effector.lagBytes = properties[Effector1.Property.replicationLagBytes]?.uint64 ?? 0
+                effector.synchronousStandbyNames = properties[Effector1.Property.synchronousStandbyNames]?.string
             case .failure:
                 effector = EffectorView()
             }
             if before != (effector.busy, effector.databaseRole) || tracker.peerHandover { evaluateAutomatic() }
             evaluateRejoin()
             evaluateFailback()
+            evaluateReplication()
         }
     }
 

@@ -33,6 +33,12 @@ public final class HeartbeatMonitor {
     /// What the effector last said (nil until it answered).
     var effector = EffectorView()
     var effectorPoll: TimerSource?
+    /// `[database] synchronous`: what commits wait for while this node is active (nil without a database).
+    var replicationGuard: ReplicationGuard?
+    /// A SetSynchronousStandby call is under way.
+    var settingSynchronous = false
+    /// What the Synchronous property last said, to signal changes only.
+    var lastSynchronous = ""
     /// Pings cluster.tie_breakers (unprivileged ICMP echo); nil before start.
     var tieBreaker: TieBreakerProbe?
     /// The last refusal logged by the automatic decision, so it is logged once, not per heartbeat.
@@ -87,6 +93,11 @@ public final class HeartbeatMonitor {
         autoFailover = store.state.autoFailover ?? configuration.cluster.autoFailover
         maintenance = store.state.maintenance
         polkit = PolkitAuthority(bus: bus)
+        replicationGuard = configuration.database.map {
+            ReplicationGuard(
+                mode: $0.synchronous, standbyName: configuration.peerNode.name, absenceLimit: configuration.cluster.dead,
+                maxLagBytes: $0.maxLagBytes)
+        }
         tracker = PeerTracker(
             cluster: configuration.cluster.name, peer: configuration.peerNode.name,
             linkCount: configuration.linkCount,
@@ -151,7 +162,8 @@ public final class HeartbeatMonitor {
                 autoFailover: autoFailover, maintenance: maintenance,
                 generation: generation, sequence: sequence, epoch: roles.epoch, lsn: handoverLSN ?? effector.lsn ?? 0,
                 sentAt: now, cluster: configuration.cluster.name, node: configuration.localNode.name,
-                handover: handoverLSN != nil, switchoverRequested: (requestSwitchoverUntil ?? .zero) > loop.now)
+                handover: handoverLSN != nil, switchoverRequested: (requestSwitchoverUntil ?? .zero) > loop.now,
+                synchronous: peerHasEveryCommit)
             let packet = HeartbeatCodec.encode(heartbeat, key: key)
             guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
                 ?? sockets.first(where: { $0.carries(peerAddress) })
@@ -256,6 +268,7 @@ public final class HeartbeatMonitor {
                 ServiceManager.notify("STATUS=\(role.rawValue); peer \(configuration.peerNode.name) is \(new.rawValue)")
                 if new == .late || new == .dead { tieBreaker?.probeNow() }
                 evaluateAutomatic()
+                evaluateReplication()
             case .linkChanged(let link, let up):
                 logger.notice(
                     up ? "heartbeat link up" : "heartbeat link down",

@@ -28,9 +28,18 @@ struct GlobalOptions: ParsableArguments {
 
     /// (cluster, node) from the configuration file, if it is there and valid.
     func configuredNames() -> (String?, String?) {
-        guard access(config, R_OK) == 0, let c = try? Configuration.load(path: config) else { return (nil, nil) }
+        guard let c = configuration() else { return (nil, nil) }
         return (c.cluster.name, c.cluster.node)
     }
+
+    /// The configuration file, if it is readable and valid.
+    func configuration() -> Configuration? {
+        guard access(config, R_OK) == 0 else { return nil }
+        return try? Configuration.load(path: config)
+    }
+
+    /// The peer's node name from the configuration file.
+    func configuredPeer() -> String? { configuration()?.peerNode.name }
 }
 
 /// "on" or "off".

@@ -56,9 +56,12 @@ extension KusuHA {
 
     struct Database: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Promote the local database, or make it a standby of the peer.",
-            discussion: "polkit action org.kusu.effector1.manage-database.",
-            subcommands: [Promote.self, Rejoin.self])
+            abstract: "Promote the local database, make it a standby of the peer, or build one from scratch.",
+            discussion: """
+                polkit action org.kusu.effector1.manage-database. The replication state (sync, lag in \
+                bytes and seconds, slot, timeline) is in `kusu-ha status`.
+                """,
+            subcommands: [Promote.self, Rejoin.self, Clone.self, Synchronous.self])
 
         struct Promote: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -77,16 +80,83 @@ extension KusuHA {
             static let configuration = CommandConfiguration(
                 abstract: "Make the local database a standby of the peer.",
                 discussion: """
-                    org.kusu.Effector1.RejoinDatabase: stops PostgreSQL, runs pg_rewind where the \
-                    timelines diverged, configures streaming from PEER, starts it and waits until \
-                    it streams.
+                    org.kusu.Effector1.RejoinDatabase: the same as `kusu-ha database clone PEER \
+                    --method auto` (kusu-hbd does this by itself after a failover, when the old \
+                    primary comes back). Prints progress while it runs.
                     """)
             @OptionGroup var options: GlobalOptions
             @Argument(help: ArgumentHelp("The peer's node name or one of its addresses.", valueName: "peer"))
             var peer: String
             func run() throws {
                 try perform("database rejoin \(peer)", options) { c throws(ClientError) in
-                    try c.effector.rejoinDatabase(primary: peer)
+                    try c.effector.rejoinDatabase(primary: peer) { print("  \($0)") }
+                }
+            }
+        }
+
+        struct Clone: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Make the local database a streaming standby of the peer's primary, from scratch if need be.",
+                discussion: """
+                    org.kusu.Effector1.CloneDatabase. Works on an empty, missing, diverged or foreign \
+                    data directory ([database] data_directory). Stops the local PostgreSQL, creates \
+                    the replication slot kusu_<this node> on the primary (so it keeps the WAL this \
+                    standby still needs; set max_slot_wal_keep_size there to bound it), then copies:
+
+                      auto        pg_basebackup when the directory holds no cluster or another \
+                                  cluster, or when the database is smaller than the primary's WAL \
+                                  directory (which pg_rewind copies in any case); pg_rewind \
+                                  otherwise, and pg_basebackup if pg_rewind fails
+                      rewind      pg_rewind only
+                      basebackup  a fresh copy with pg_basebackup -X stream
+
+                    An existing directory that pg_basebackup replaces is kept as \
+                    <data_directory>.kusu-previous (and put back if the copy fails). Then it writes \
+                    standby.signal, primary_conninfo (application_name = this node), \
+                    primary_slot_name and wal_retrieve_retry_interval = 200ms, starts PostgreSQL and \
+                    waits until it streams. Progress lines are printed while it runs. Refused on a \
+                    node that holds a floating address (release it first).
+                    """)
+            @OptionGroup var options: GlobalOptions
+            @Argument(help: ArgumentHelp("The peer's node name or one of its addresses.", valueName: "peer"))
+            var peer: String
+            @Option(help: ArgumentHelp("auto, rewind or basebackup.", valueName: "method"))
+            var method: String = "auto"
+
+            func validate() throws {
+                guard ["auto", "rewind", "basebackup"].contains(method) else {
+                    throw ValidationError("--method must be auto, rewind or basebackup, not '\(method)'")
+                }
+            }
+
+            func run() throws {
+                try perform("database clone \(peer)", options) { c throws(ClientError) in
+                    try c.effector.cloneDatabase(primary: peer, method: method) { print("  \($0)") }
+                }
+            }
+        }
+
+        struct Synchronous: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "synchronous",
+                abstract: "Make the local primary's commits wait for the peer's standby, or for none.",
+                discussion: """
+                    org.kusu.Effector1.SetSynchronousStandby: sets synchronous_standby_names to the \
+                    peer (on) or '' (off) and reloads PostgreSQL. With [database] synchronous = \
+                    "degradable" or "strict", kusu-hbd manages this setting itself on the active node \
+                    and will change it back; use this with synchronous = "off" or in maintenance.
+                    """)
+            @OptionGroup var options: GlobalOptions
+            @Argument(help: ArgumentHelp("on: commits wait for the peer's standby; off: for none.", valueName: "on|off"))
+            var state: Switch
+
+            func run() throws {
+                let peer = options.configuredPeer() ?? ""
+                if state.bool && peer.isEmpty {
+                    throw ValidationError("cannot read the peer's name from \(options.config)")
+                }
+                try perform("database synchronous \(state.rawValue)", options) { c throws(ClientError) in
+                    try c.effector.setSynchronousStandby(state.bool ? peer : "")
                 }
             }
         }

@@ -1,6 +1,7 @@
 // kusu-ha — the administrator's client of a kusu-ha cluster.
 import ArgumentParser
 import ClusterAPI
+import ClusterCore
 import DBusKit
 import HAClient
 import SystemSupport
@@ -32,7 +33,7 @@ struct KusuHA: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Status.self, Watch.self, Switchover.self, Takeover.self, Release.self,
-            Maintenance.self, AutoFailover.self, Address.self, Database.self, Units.self,
+            Maintenance.self, AutoFailover.self, Address.self, Database.self, Units.self, Sync.self,
         ])
 
     // Accepted before the subcommand too ("kusu-ha --no-ask-password units start").
@@ -54,10 +55,20 @@ extension KusuHA {
                 With --json, prints one JSON object with stable keys: cluster, node, now_usec, \
                 heartbeat {running, error, role, epoch, auto_failover, maintenance, \
                 tie_breaker_reachable, packets_received, packets_rejected, peer {name, state, \
-                role, epoch, last_seen_usec}, links [{name, address, up, last_seen_usec}]}, \
-                effector {running, error, addresses, database {role, timeline, lag_bytes, lsn}, \
-                units [{name, state}], busy, last_operation {name, reason, finished_usec, \
-                success, error} or null}. Times are CLOCK_REALTIME microseconds, 0 = never.
+                role, epoch, last_seen_usec}, links [{name, address, up, last_seen_usec}], \
+                synchronous, failover_readiness {ready, reason} or null}, effector {running, error, \
+                addresses, database {role, timeline, lag_bytes, lsn, replication_state, sync_state, \
+                synchronous_standby_names, lag_ms, slot}, progress, units [{name, state}], busy, \
+                last_operation {name, reason, finished_usec, success, error} or null}. Times are \
+                CLOCK_REALTIME microseconds, 0 = never.
+
+                Replication: on the active node, "synchronous" means commits wait for the standby; \
+                "degraded" that they do not (the standby is away or catching up, [database] \
+                synchronous = "degradable"). On the standby, "in sync" means it has every \
+                acknowledged transaction; "NOT in sync" that an automatic failover onto it is \
+                refused. A warning line appears when the standby is further behind than \
+                max_lag_bytes; "automatic failover onto this node" says whether a failover would go \
+                ahead now, and why not.
                 """)
 
         @OptionGroup var options: GlobalOptions
@@ -67,7 +78,8 @@ extension KusuHA {
         func run() throws {
             let client = try options.connect()
             let (cluster, node) = options.configuredNames()
-            let status = client.status(configuredCluster: cluster, configuredNode: node)
+            var status = client.status(configuredCluster: cluster, configuredNode: node)
+            status.maxLagBytes = options.configuration()?.database?.maxLagBytes
             print(json ? status.json().rendered() : status.renderText(), terminator: json ? "\n" : "")
             // Both services absent: nothing could be shown, so say so in the status.
             if status.heartbeat.value == nil && status.effector.value == nil {

@@ -114,6 +114,10 @@ import Testing
         #expect(guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "sync"))
         #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "potential"))
         #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: nil))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: nil, walSenderState: "catchup"))
+        // Named exactly and streaming: PostgreSQL makes it the synchronous standby.
+        #expect(guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "async", walSenderState: "streaming"))
+        #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: "*", syncState: "async", walSenderState: "streaming"))
         #expect(!guard_.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: "", syncState: "sync"))
         #expect(!guard_.peerHasEveryCommit(activePrimary: false, synchronousStandbyNames: Self.named, syncState: "sync"))
     }

@@ -144,7 +144,13 @@ struct DatabaseControllerTests {
             let standby = pair.controller(pair.standbyDirectory, maxLagBytes: 0)
             let standbyConnection = try pair.connect(pair.standbyDirectory)
             try standbyConnection.query("SELECT pg_wal_replay_pause()")
-            try pair.connect(pair.primaryDirectory).query("CREATE TABLE big AS SELECT g FROM generate_series(1, 10000) AS g")
+            let primaryConnection = try pair.connect(pair.primaryDirectory)
+            try primaryConnection.query("CREATE TABLE big AS SELECT g FROM generate_series(1, 10000) AS g")
+            let written = try #require(try primaryConnection.scalar("SELECT pg_current_wal_lsn()::text"))
+            // Received (not only announced by the primary), but not replayed: promotion replays it.
+            #expect(eventually {
+                (try? standbyConnection.scalar("SELECT pg_last_wal_receive_lsn() >= $1::pg_lsn", [written])) == "t"
+            })
             #expect(eventually { standby.status().replicationLagBytes > 0 })
             let lagging = standby.status()
             print("paused standby: \(lagging)")

@@ -47,7 +47,7 @@ struct Harness {
     var changes: [Set<Effector.Published>] { changesBox.value }
     let changesBox = Box<[Set<Effector.Published>]>([])
 
-    init(databaseRole: String? = "standby", lag: UInt64 = 0) throws {
+    init(databaseRole: String? = "standby", lag: UInt64 = 0, configuration: Configuration? = nil) throws {
         loop = try EventLoop()
         addresses = FakeAddresses(journal)
         units = FakeUnits(journal)
@@ -55,7 +55,7 @@ struct Harness {
         database = databaseRole.map { FakeDatabase(journal, role: $0, lag: lag) }
         var clock: UInt64 = 1_000
         effector = Effector(
-            configuration: try testConfiguration(database: databaseRole != nil), loop: loop, addresses: addresses,
+            configuration: try configuration ?? testConfiguration(database: databaseRole != nil), loop: loop, addresses: addresses,
             database: database, units: units, logger: Logger(label: "test"),
             wallClock: {
                 clock += 1
@@ -85,7 +85,7 @@ final class Box<T> {
         let result = try h.run(.takeover, reason: "peer dead")
         #expect(result.map { (try? $0.get()) != nil } == true)
         #expect(h.journal.all == [
-            "promote",
+            "promote", "synchronous ''",
             "add 198.18.0.100/24", "add 198.18.1.100/24",
             "announce 198.18.0.100", "announce 198.18.1.100",
             "start dnsmasq.service", "start tftpd-hpa.service", "start nginx.service",
@@ -186,10 +186,49 @@ final class Box<T> {
         _ = try h.run(.removeAddress(h.effector.configuration.addresses[0]))
         #expect((try? h.run(.rejoinDatabase(primary: IPAddress("198.18.0.11")!))?.get()) != nil)
         #expect(Array(h.journal.all.suffix(4)) == [
-            "stop postgresql@15-main.service", "prepareStandby 198.18.0.11 as failover",
+            "stop postgresql@15-main.service", "makeStandby 198.18.0.11 auto",
             "start postgresql@15-main.service", "waitUntilStreaming",
         ])
         #expect(h.effector.databaseState.role == "standby")
+    }
+
+    @Test func strictTakeoverMakesCommitsWaitForThePeer() throws {
+        var configuration = try testConfiguration()
+        configuration.database?.synchronous = .strict
+        let h = try Harness(configuration: configuration)
+        _ = try h.run(.takeover)
+        #expect(Array(h.journal.all.prefix(2)) == ["promote", "synchronous '\"installer\"'"])
+        // Already primary: the setting is left to kusu-hbd's guard.
+        _ = try h.run(.takeover)
+        #expect(h.journal.all.filter { $0.hasPrefix("synchronous") }.count == 1)
+    }
+
+    @Test func offLeavesSynchronousStandbyNamesAlone() throws {
+        var configuration = try testConfiguration()
+        configuration.database?.synchronous = .off
+        let h = try Harness(configuration: configuration)
+        _ = try h.run(.takeover)
+        #expect(!h.journal.all.contains { $0.hasPrefix("synchronous") })
+    }
+
+    @Test func cloneUsesTheMethodAndPublishesProgress() throws {
+        let h = try Harness(databaseRole: "down")
+        #expect((try? h.run(.cloneDatabase(primary: IPAddress("198.18.0.11")!, method: "basebackup"))?.get()) != nil)
+        #expect(Array(h.journal.all.suffix(4)) == [
+            "stop postgresql@15-main.service", "makeStandby 198.18.0.11 basebackup",
+            "start postgresql@15-main.service", "waitUntilStreaming",
+        ])
+        #expect(h.effector.lastOperation?.name == "CloneDatabase")
+        #expect(h.changes.contains { $0.contains(.progress) })
+        #expect(h.effector.progress == "")
+    }
+
+    @Test func setSynchronousStandbyPublishesTheNewValue() throws {
+        let h = try Harness(databaseRole: "primary")
+        #expect((try? h.run(.setSynchronousStandby("\"installer\""))?.get()) != nil)
+        #expect(h.journal.all == ["synchronous '\"installer\"'"])
+        #expect(h.effector.databaseState.synchronousStandbyNames == "\"installer\"")
+        #expect(h.changes.contains { $0.contains(.synchronousStandbyNames) })
     }
 
     @Test func announcingAnAddressNotHeldIsRefused() throws {
@@ -243,6 +282,25 @@ final class Box<T> {
         #expect(none.code == .notConfigured)
     }
 
+    @Test func cloneMethodsAndSynchronousStandbyArguments() throws {
+        let resources = Resources(configuration: try testConfiguration())
+        #expect((try? resources.cloneMethod("").get()) == "auto")
+        #expect((try? resources.cloneMethod("rewind").get()) == "rewind")
+        #expect((try? resources.cloneMethod("basebackup").get()) == "basebackup")
+        guard case .failure(let bad) = resources.cloneMethod("rsync") else { Issue.record("accepted a bad method"); return }
+        #expect(bad.code == .invalidArgument)
+        #expect((try? resources.synchronousStandby("").get()) == "")
+        #expect((try? resources.synchronousStandby("installer").get()) == "\"installer\"")
+        #expect((try? resources.synchronousStandby("\"installer\"").get()) == "\"installer\"")
+        guard case .failure(let star) = resources.synchronousStandby("*") else { Issue.record("accepted '*'"); return }
+        #expect(star.code == .invalidArgument)
+        guard case .failure(let own) = resources.synchronousStandby("failover") else { Issue.record("accepted this node"); return }
+        #expect(own.code == .invalidArgument)
+        let noDatabase = Resources(configuration: try testConfiguration(database: false))
+        guard case .failure(let none) = noDatabase.synchronousStandby("") else { Issue.record("accepted without [database]"); return }
+        #expect(none.code == .notConfigured)
+    }
+
     @Test func reasons() throws {
         let resources = Resources(configuration: try testConfiguration())
         #expect((try? resources.reason("").get()) == "unspecified")
@@ -258,7 +316,7 @@ final class Box<T> {
         _ = try h.run(.takeover)
         let summary = h.effector.lastTimingSummary
         let kinds = summary.split(separator: " ").map { $0.split(separator: "=")[0] }
-        #expect(kinds == ["promote", "address", "announce", "units"], "\(summary)")
+        #expect(kinds == ["promote", "sync", "address", "announce", "units"], "\(summary)")
         #expect(summary.split(separator: " ").allSatisfy { $0.hasSuffix("ms") && $0.contains(".") })
     }
 }

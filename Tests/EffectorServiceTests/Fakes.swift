@@ -56,9 +56,14 @@ final class FakeDatabase: DatabaseEffects {
         role.withLock { $0 = "primary" }
         return DatabaseSnapshot(role: "primary", lsn: 200, timeline: 2)
     }
-    func prepareStandby(primary: IPAddress, applicationName: String) throws(EffectorError) {
-        journal.record("prepareStandby \(primary) as \(applicationName)")
+    func makeStandby(primary: IPAddress, method: String, progress: @escaping @Sendable (String) -> Void) throws(EffectorError) -> String {
+        journal.record("makeStandby \(primary) \(method)")
+        progress("copying")
         role.withLock { $0 = "standby" }
+        return method == "auto" ? "rewind" : method
+    }
+    func setSynchronousStandbyNames(_ value: String) throws(EffectorError) {
+        journal.record("synchronous '\(value)'")
     }
     func finalCheckpointLSN() throws(EffectorError) -> UInt64 {
         journal.record("finalCheckpointLSN")

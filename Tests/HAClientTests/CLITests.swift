@@ -88,9 +88,10 @@ struct CLI {
               auto-failover           Switch automatic failover on or off.
               address                 Add, remove or announce a floating address on this
                                       node.
-              database                Promote the local database, or make it a standby of
-                                      the peer.
+              database                Promote the local database, make it a standby of the
+                                      peer, or build one from scratch.
               units                   Start or stop the configured KUSU units.
+              sync                    Keep the KUSU file trees ([[sync]]) on the standby.
 
               See 'kusu-ha help <subcommand>' for detailed help.
 

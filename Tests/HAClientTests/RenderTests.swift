@@ -10,12 +10,61 @@ import Testing
               link0 198.18.0.12: up, seen 0.2 s ago
               link1 198.18.4.12: down, seen 95 s ago
             auto-failover: on, maintenance: off, tie-breaker: reachable
+            replication: synchronous: commits wait for the standby
             addresses: 198.18.0.100/24
-            database: primary, timeline 2, lag 1.5 KiB
+            database: primary, timeline 2, standby streaming (sync), lag 1.5 KiB / 0.0 s, slot kusu_failover
             units: kusu-ok.service active, kusu-slow.service activating
             last operation: Takeover (peer dead) succeeded 3.0 s ago
 
             """)
+    }
+
+    @Test func standbyNotInSyncBehindAndCloning() {
+        var h = HeartbeatStatus()
+        h.clusterName = "kusu"
+        h.nodeName = "failover"
+        h.role = "standby"
+        h.peerName = "installer"
+        h.peerState = "alive"
+        h.peerRole = "active"
+        h.peerLastSeenUSec = now
+        h.synchronous = "async"
+        h.failoverReadiness = (false, "the local database is 2097152 bytes behind the peer (limit 1048576)")
+        var e = EffectorStatus()
+        e.databaseRole = "standby"
+        e.databaseTimeline = 3
+        e.replicationState = "streaming"
+        e.replicationLagBytes = 2_097_152
+        e.replicationLagSeconds = 1.25
+        e.replicationSlot = "kusu_failover"
+        e.progress = "pg_basebackup: 40 % copied"
+        h.fileSync = [
+            FileTreeStatus(path: "/srv/kusu/repos", state: "synchronised", lastSuccessUSec: now - 12_000_000),
+            FileTreeStatus(path: "/tftpboot", state: "failed", lastSuccessUSec: now - 300_000_000, lastAttemptUSec: now - 3_000_000,
+                           message: "rsync: connection refused"),
+        ]
+        var s = ClusterStatus(heartbeat: .running(h), effector: .running(e), nowUSec: now)
+        s.maxLagBytes = 1_048_576
+        #expect(s.renderText() == """
+            cluster kusu, node failover: standby, epoch 0
+            peer installer: alive, role active, epoch 0, seen 0.0 s ago
+            auto-failover: off, maintenance: off, tie-breaker: unreachable
+            replication: NOT in sync: transactions acknowledged by the primary may be missing here
+            automatic failover onto this node: refused: the local database is 2097152 bytes behind the peer (limit 1048576)
+            file tree /srv/kusu/repos: synchronised 12 s ago
+            file tree /tftpboot: FAILED 3.0 s ago: rsync: connection refused; copy from 5 min ago
+            addresses: none held here
+            database: standby, timeline 3, streaming, lag 2.0 MiB / 1.3 s, slot kusu_failover
+            warning: the standby is 2.0 MiB behind, more than max_lag_bytes (1.0 MiB): an automatic failover onto it would be refused
+            progress: pg_basebackup: 40 % copied
+            units: none configured
+            last operation: none
+
+            """)
+        let json = s.json()
+        #expect(json["heartbeat"]?["failover_readiness"]?["ready"] == .bool(false))
+        #expect(json["effector"]?["database"]?["lag_ms"] == .number(1250))
+        #expect(json["effector"]?["progress"] == .string("pg_basebackup: 40 % copied"))
     }
 
     @Test func monitorAbsent() {
@@ -23,7 +72,7 @@ import Testing
             cluster kusu, node failover
             heartbeat: kusu-hbd is not running
             addresses: none held here
-            database: standby, timeline 1, lag 0 B
+            database: standby, timeline 1, not streaming, lag 0 B / 0.0 s
             units: kusu-ok.service inactive
             effector: busy
             last operation: StartUnits failed 10 min ago: kusu-fails.service: failed
@@ -112,7 +161,10 @@ import Testing
                     "up": false,
                     "last_seen_usec": 1735689505000000
                   }
-                ]
+                ],
+                "synchronous": "sync",
+                "failover_readiness": null,
+                "file_sync": []
               },
               "effector": {
                 "running": true,
@@ -124,8 +176,14 @@ import Testing
                   "role": "primary",
                   "timeline": 2,
                   "lag_bytes": 1536,
-                  "lsn": 50331744
+                  "lsn": 50331744,
+                  "replication_state": "streaming",
+                  "sync_state": "sync",
+                  "synchronous_standby_names": "\\"failover\\"",
+                  "lag_ms": 12,
+                  "slot": "kusu_failover"
                 },
+                "progress": "",
                 "units": [
                   {
                     "name": "kusu-ok.service",
@@ -155,13 +213,15 @@ import Testing
         #expect(j.keys == ["cluster", "node", "now_usec", "heartbeat", "effector"])
         let hb = try #require(j["heartbeat"])
         #expect(hb.keys == ["running", "error", "role", "epoch", "auto_failover", "maintenance", "tie_breaker_reachable",
-                            "packets_received", "packets_rejected", "peer", "links"])
+                            "packets_received", "packets_rejected", "peer", "links", "synchronous", "failover_readiness",
+                            "file_sync"])
         #expect(hb["peer"]?.keys == ["name", "state", "role", "epoch", "last_seen_usec"])
         guard case .array(let links)? = hb["links"] else { Issue.record("links is not an array"); return }
         #expect(links.first?.keys == ["name", "address", "up", "last_seen_usec"])
         let ef = try #require(j["effector"])
-        #expect(ef.keys == ["running", "error", "addresses", "database", "units", "busy", "last_operation"])
-        #expect(ef["database"]?.keys == ["role", "timeline", "lag_bytes", "lsn"])
+        #expect(ef.keys == ["running", "error", "addresses", "database", "progress", "units", "busy", "last_operation"])
+        #expect(ef["database"]?.keys == ["role", "timeline", "lag_bytes", "lsn", "replication_state", "sync_state",
+                                         "synchronous_standby_names", "lag_ms", "slot"])
         guard case .array(let units)? = ef["units"] else { Issue.record("units is not an array"); return }
         #expect(units.first?.keys == ["name", "state"])
         #expect(ef["last_operation"]?.keys == ["name", "reason", "finished_usec", "success", "error"])

@@ -56,7 +56,7 @@ printf '%s\n' "$out" >"$W/status.json"
 t_check "status --json parses (python3 -m json.tool)" python3 -m json.tool "$W/status.json" /dev/null
 keys=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(d), "|", " ".join(d["effector"]), "|", " ".join(d["heartbeat"]))' "$W/status.json")
 t_eq "status --json has the documented keys" "$keys" \
-    "cluster node now_usec heartbeat effector | running error addresses database units busy last_operation | running error"
+    "cluster node now_usec heartbeat effector | running error addresses database progress units busy last_operation | running error"
 t_eq "status --json: database role and units" \
     "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["effector"]; print(d["database"]["role"], d["units"][0]["name"])' "$W/status.json")" \
     "standby kusu-ok.service"

@@ -138,6 +138,9 @@ t_match "... with one line naming the polkit action" "$out" 'org.kusu.heartbeat1
 t_eq "... and nothing moves" "$(pair_prop a Role) $(pair_prop b Role) $(pair_vip_holder)" "active standby a"
 
 # --- node a dies while a client writes -----------------------------------------------------
+# After the cuts above a stopped waiting for b (degradable) until b caught up again; b takes
+# over only once it is in sync again (it refuses a failover while not).
+if tb_poll 15 pair_prop_is b Synchronous sync; then t_pass "b is in sync again before the crash"; else t_fail "b is in sync again before the crash" "$(pair_prop b Synchronous)"; fi
 epoch_crash=$(pair_prop a Epoch)
 pair_writer_start 30 100000 3
 pair_session_writer_start 30 100000

@@ -124,6 +124,9 @@ socket_directory = "/run/kusu-pg"
 port = 5434
 data_directory = "/var/lib/postgresql/kusu-standby"
 user = "postgres"
+# The installer here is a plain monitor without a database of its own (the standby's
+# primary runs in this node), so nobody reports whether commits wait for this standby.
+synchronous = "off"
 TOML
     printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$dir/units/kusu-ok.service"
     # A repository file served through the floating address (the KUSU HTTP repositories' stand-in).

@@ -207,6 +207,17 @@ pair_crash() {
     return 0
 }
 
+# pair_return a|b DIR BINDIR — a crashed node comes back: its links up, a fresh
+# container (empty disk: no PostgreSQL data, as after a disk replacement), kusu-hbd
+# started. Its database is rebuilt by kusu-hbd's automatic rejoin (RejoinDatabase:
+# pg_basebackup from the active peer, no cluster to rewind).
+pair_return() {
+    local n=$1 dir=$2 bin=$3
+    tb_link "$n" 0 up; tb_link "$n" 1 up; tb_link "$n" 2 up
+    pair__boot_node "$dir/$n" "$n" "$bin" || return 1
+    pair_exec "$n" systemctl start kusu-hbd.socket kusu-hbd.service
+}
+
 # pair__client_net — namespace c on br0 with 198.18.0.50/24 (cleaned by tb_cleanup).
 pair__client_net() {
     local ns sw; ns=$(tb_ns c); sw=$(tb_ns sw)
@@ -308,14 +319,14 @@ pair__boot_node() {
     pair_exec "$n" systemctl reload dbus.service
 }
 
-# pair__pg_conf a|b — lines for the node's postgresql.auto.conf. PostgreSQL listens on
-# the node's own service address and on the floating address (net.ipv4.ip_nonlocal_bind
-# is set in the node's namespace, so it binds before the address arrives and clients
-# reach whichever node holds it), plus the socket in /run/kusu-pg.
+# pair__pg_conf a|b — lines for the node's postgresql.conf. PostgreSQL listens on every
+# address (so also on the floating address once the node holds it, and the same file
+# works on both nodes: a standby cloned with pg_basebackup gets a copy), plus the
+# socket in /run/kusu-pg.
 pair__pg_conf() {
     cat <<CONF
 port = 5432
-listen_addresses = '198.18.0.${PAIR_HOST[$1]},198.18.4.${PAIR_HOST[$1]},$PAIR_VIP'
+listen_addresses = '*'
 unix_socket_directories = '/run/kusu-pg'
 wal_level = replica
 wal_log_hints = on

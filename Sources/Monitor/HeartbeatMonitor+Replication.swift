@@ -1,0 +1,152 @@
+// Synchronous replication that does not stop the service, seen from kusu-hbd: on the active
+// node the ReplicationGuard (ClusterCore, pure) decides what the primary's commits wait for and
+// the effector applies it (SetSynchronousStandby); the heartbeats tell the standby whether it
+// has every acknowledged transaction, and the standby refuses an automatic failover when not.
+import ClusterAPI
+import ClusterCore
+import DBusKit
+import FileSync
+import Logging
+
+extension HeartbeatMonitor {
+    /// This node is active and its database is the primary.
+    var isActivePrimary: Bool { role == .active && effector.reachable && effector.databaseRole == "primary" }
+
+    /// What the heartbeats say to the peer: our primary waits for its standby on every commit.
+    var peerHasEveryCommit: Bool {
+        guard let replicationGuard, let names = effector.synchronousStandbyNames else { return false }
+        return replicationGuard.peerHasEveryCommit(
+            activePrimary: isActivePrimary, synchronousStandbyNames: names, syncState: effector.syncState,
+            walSenderState: tracker.state == .dead ? nil : effector.replicationState)
+    }
+
+    /// The Synchronous property: "sync" (commits wait for the standby), "async" (the standby
+    /// streams but commits do not wait for it: degraded), "none" (no standby connected and commits
+    /// do not wait), "waiting" (strict: commits wait for a standby that is not there), "off"
+    /// (not managed, or no database), "unknown". On the standby: "sync" when the active peer
+    /// said it waits for us, "async" otherwise.
+    var synchronousState: String {
+        guard let replicationGuard, replicationGuard.mode != .off else { return "off" }
+        switch role {
+        case .active:
+            guard effector.reachable, effector.databaseRole == "primary", let names = effector.synchronousStandbyNames else { return "unknown" }
+            // A dead peer's connection can linger on the primary (no FIN from a crashed node)
+            // until wal_sender_timeout: it does not count as a connected standby.
+            let connected = effector.replicationState != nil && tracker.state != .dead
+            if replicationGuard.peerHasEveryCommit(
+                activePrimary: true, synchronousStandbyNames: names, syncState: effector.syncState,
+                walSenderState: connected ? effector.replicationState : nil)
+            {
+                return connected ? "sync" : "waiting"
+            }
+            return connected ? "async" : "none"
+        case .standby:
+            guard tracker.peerRole == .active else { return "unknown" }
+            return tracker.peerWaitsForUs ? "sync" : "async"
+        default:
+            return "unknown"
+        }
+    }
+
+    /// Decides and applies what commits wait for (active node only), and signals Synchronous changes.
+    func evaluateReplication() {
+        defer {
+            let state = synchronousState
+            if state != lastSynchronous {
+                if !lastSynchronous.isEmpty {
+                    logger.notice(
+                        "synchronous replication state changed",
+                        metadata: ["pg.sync.old": "\(lastSynchronous)", "pg.sync": "\(state)", "peer.name": "\(configuration.peerNode.name)"])
+                }
+                lastSynchronous = state
+                changed(Heartbeat1.Property.synchronous)
+            }
+        }
+        guard var replicationGuard, !settingSynchronous, let names = effector.synchronousStandbyNames else { return }
+        let observation = ReplicationGuard.Observation(
+            walSenderState: effector.replicationState, lagBytes: effector.lagBytes, synchronousStandbyNames: names)
+        let decision = replicationGuard.decide(
+            activePrimary: isActivePrimary, peerState: tracker.state, observation: observation, now: MonotonicInstant(loop.now))
+        self.replicationGuard = replicationGuard
+        let value: String
+        let reason: String
+        switch decision {
+        case .keep: return
+        case .require(let setting, let why): (value, reason) = (setting, why)
+        case .release(let why): (value, reason) = ("", why)
+        }
+        guard !effector.busy else { return }  // asked again at the next poll
+        settingSynchronous = true
+        logger.notice("changing what commits wait for", metadata: ["pg.synchronous_standby_names": "\(value)", "reason": "\(reason)"])
+        do {
+            _ = try bus.call(
+                destination: effectorName, path: effectorPath, interface: effectorInterface,
+                member: MemberName(Effector1.Method.setSynchronousStandby), [.string(value)], timeout: .seconds(30)
+            ) { [unowned self] result in
+                settingSynchronous = false
+                switch result {
+                case .success:
+                    effector.synchronousStandbyNames = value
+                    if value.isEmpty { effector.syncState = effector.syncState == "sync" ? "async" : effector.syncState }
+                case .failure(let error):
+                    logger.error("cannot change what commits wait for", metadata: ["error": "\(error.message)"])
+                }
+                evaluateReplication()
+            }
+        } catch {
+            settingSynchronous = false
+            logger.error("cannot call the effector", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The FailoverReadiness property: whether an automatic failover onto this node would go
+    /// ahead if the peer died now, and why not.
+    var failoverReadiness: (ready: Bool, reason: String) {
+        guard role == .standby else { return (false, "this node is \(role.rawValue), not standby") }
+        var inputs = switchingInputs
+        inputs.peerState = .dead
+        inputs.tieBreakerReachable = tieBreaker?.reachable ?? configuration.cluster.tieBreakers.isEmpty
+        switch FailoverPolicy.automatic(inputs) {
+        case .proceed: return (true, "")
+        case .refuse(let refusal): return (false, refusal.description)
+        }
+    }
+}
+
+// MARK: File trees
+
+/// One `[[sync]]` tree as the FileSync property shows it.
+struct FileSyncEntry {
+    var path: String
+    var state: String
+    var lastSuccessUSec: UInt64 = 0
+    var lastAttemptUSec: UInt64 = 0
+    var sinceUSec: UInt64 = 0
+    var message: String = ""
+}
+
+extension HeartbeatMonitor {
+    /// Every configured tree, as kusu-ha-sync.service last reported it in its status file
+    /// (read on each Get: a few hundred bytes). A tree the file does not list (the puller
+    /// is not running, or not since boot) is "unknown" with the reason.
+    var fileSyncEntries: [FileSyncEntry] {
+        guard !configuration.sync.isEmpty else { return [] }
+        let status: FileSyncStatus
+        do {
+            status = try FileSyncStatus.read()
+        } catch {
+            let why = error.missing
+                ? "kusu-ha-sync.service has not reported since boot (is it running?)"
+                : "cannot read the puller's status: \(error)"
+            return configuration.sync.map { FileSyncEntry(path: $0.path, state: "unknown", message: why) }
+        }
+        return configuration.sync.map { tree in
+            guard let reported = status[tree.path] else {
+                return FileSyncEntry(path: tree.path, state: "unknown", message: "not in the puller's status (restart kusu-ha-sync.service)")
+            }
+            return FileSyncEntry(
+                path: tree.path, state: reported.state.rawValue, lastSuccessUSec: reported.lastSuccessUSec,
+                lastAttemptUSec: reported.lastAttemptUSec, sinceUSec: reported.sinceUSec, message: reported.message)
+        }
+    }
+}
