@@ -38,7 +38,11 @@ exclude = [\"*.skip\"]
 
 [[sync]]
 path = \"$SIDE\"
-pull = false"
+pull = false
+
+[[sync]]
+path = \"/srv/kusu-www\"
+interval_s = $INTERVAL"
 PAIR_EXTRA_UNITS="$repo/systemd/kusu-ha-rsyncd.service $repo/systemd/kusu-ha-sync.service"
 PAIR_EXTRA_FILES="$W/seed.txt:$TREE/seed.txt"
 
@@ -166,6 +170,16 @@ t_check "... and starts again, remembering the last success" tb_poll 5 status_ma
 # --- failover: b goes on with the data it has -----------------------------------------------
 on a "echo after >$TREE/after.txt"
 tb_poll $((INTERVAL + 2)) exists b "$TREE/after.txt" || t_fail "the last change reached b before the crash"
+# A new file in the HTTP repository tree (kusu-http serves /srv/kusu-www on the floating address).
+on a "echo 'a new repository file' >/srv/kusu-www/new-package.txt"
+if tb_poll $((INTERVAL + 2)) exists b /srv/kusu-www/new-package.txt; then
+    t_pass "a file written in the HTTP repository tree on a appears on b within the interval"
+else
+    t_fail "the repository file reaches b"
+fi
+hb_status=$(pair_exec b kusu-ha --no-ask-password status)
+t_match "kusu-ha status on b shows the tree synchronised (Heartbeat1.FileSync)" "$hb_status" 'file tree /srv/kusu-www: synchronised'
+t_match "... and the tree not pulled here" "$hb_status" "file tree $SIDE: not pulled here"
 pair_crash a
 if tb_poll 15 pair_prop_is b Role active; then t_pass "b takes over after a's crash"; else t_fail "b takes over after a's crash" "Role $(pair_prop b Role)"; fi
 if tb_poll 5 status_matches b 'paused: this node is active'; then
@@ -177,5 +191,13 @@ t_match "... and says how old its copy is" "$(sync_status b)" "last synchronised
 echo "# kusu-ha sync status on b after the failover:"; sync_status b | sed 's/^/#   /'
 t_eq "b serves the data it has" "$(on b "cat $TREE/two.txt $TREE/after.txt")" "two
 after"
+fetch_new() { ip netns exec "$(tb_ns c)" python3 -c "import urllib.request; print(urllib.request.urlopen('http://$PAIR_VIP/new-package.txt', timeout=1).read().decode().strip())" 2>/dev/null; }
+new_served() { [ "$(fetch_new)" = "a new repository file" ]; }
+if tb_poll 10 new_served; then
+    t_pass "after the failover b serves the synchronised repository file over HTTP through the floating address"
+else
+    t_fail "b serves the synchronised file through the floating address" "got '$(fetch_new)'"
+fi
+t_match "kusu-ha status on b says the copy's age while paused" "$(pair_exec b kusu-ha --no-ask-password status)" 'file tree /srv/kusu-www: paused: this node is active.*copy from'
 
 t_summary
