@@ -8,6 +8,7 @@
 // Everything runs on the loop thread; blocking database work goes through
 // `EventLoop.perform`.
 public import ClusterCore
+import ClusterAPI
 public import DBusKit
 public import Logging
 import Synchronization
@@ -131,10 +132,16 @@ public final class Effector {
             switch result {
             case .success:
                 error = ""
+                switch operation {
+                case .takeover: metadata["message.id"] = "\(MessageID.takeoverDone)"
+                case .release: metadata["message.id"] = "\(MessageID.releaseDone)"
+                default: break
+                }
                 logger.notice("effector operation succeeded", metadata: metadata)
             case .failure(let failure):
                 error = failure.message
                 metadata["error"] = "\(failure.message)"
+                metadata["message.id"] = "\(MessageID.operationFailed)"
                 logger.error("effector operation failed", metadata: metadata)
             }
             lastOperation = LastOperation(
@@ -291,7 +298,9 @@ public final class Effector {
         }) { [self] result in
             switch result {
             case .success(let snapshot):
-                logger.notice("database promoted", metadata: ["pg.timeline": "\(snapshot.timeline)", "pg.lsn": "\(snapshot.lsn)"])
+                logger.notice(
+                    "database promoted",
+                    metadata: ["pg.timeline": "\(snapshot.timeline)", "pg.lsn": "\(snapshot.lsn)", "message.id": "\(MessageID.databasePromoted)"])
                 promotedNow = true
                 update(database: snapshot)
                 done(.success(()))
@@ -363,7 +372,9 @@ public final class Effector {
                     watch?.cancel()
                     poll()
                     if case .success(let used) = result {
-                        self.logger.notice("database prepared as a standby", metadata: ["pg.method": "\(used)", "peer.address": "\(primary)", "node.name": "\(node)"])
+                        self.logger.notice(
+                            "database prepared as a standby",
+                            metadata: ["pg.method": "\(used)", "peer.address": "\(primary)", "node.name": "\(node)", "message.id": "\(MessageID.standbyBuilt)"])
                     }
                     done(result.map { _ in () })
                 }

@@ -189,7 +189,7 @@ public final class EffectorBus {
                     metadata: [
                         "polkit.action": "\(action)", "dbus.sender": "\(call.sender)", "dbus.member": "\(call.member)",
                         "caller.uid": "\(caller.uid.map(String.init) ?? "?")", "caller.pid": "\(caller.pid.map(String.init) ?? "?")",
-                        "caller.unit": "\(caller.unit ?? "?")", "error": "\(error.message)",
+                        "caller.unit": "\(caller.unit ?? "?")", "error": "\(error.message)", "message.id": "\(MessageID.denied)",
                     ])
                 return call.fail(error)
             }

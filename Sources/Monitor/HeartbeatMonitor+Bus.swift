@@ -105,7 +105,7 @@ extension HeartbeatMonitor {
                     metadata: [
                         "polkit.action": "\(action)", "dbus.member": "\(call.member)",
                         "caller.uid": "\(caller.uid.map(String.init) ?? "?")", "caller.pid": "\(caller.pid.map(String.init) ?? "?")",
-                        "error": "\(error.message)",
+                        "error": "\(error.message)", "message.id": "\(MessageID.denied)",
                     ])
                 return call.fail(error)
             }

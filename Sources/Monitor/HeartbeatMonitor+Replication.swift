@@ -54,9 +54,13 @@ extension HeartbeatMonitor {
             let state = synchronousState
             if state != lastSynchronous {
                 if !lastSynchronous.isEmpty {
+                    let degraded = ["async", "none"].contains(state) && role == .active
                     logger.notice(
                         "synchronous replication state changed",
-                        metadata: ["pg.sync.old": "\(lastSynchronous)", "pg.sync": "\(state)", "peer.name": "\(configuration.peerNode.name)"])
+                        metadata: [
+                            "pg.sync.old": "\(lastSynchronous)", "pg.sync": "\(state)", "peer.name": "\(configuration.peerNode.name)",
+                            "message.id": "\(degraded ? MessageID.replicationDegraded : MessageID.replicationSynchronous)",
+                        ])
                 }
                 lastSynchronous = state
                 changed(Heartbeat1.Property.synchronous)

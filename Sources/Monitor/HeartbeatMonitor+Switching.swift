@@ -118,7 +118,7 @@ extension HeartbeatMonitor {
                     refuse(.fencingFailed(failure))
                     reevaluation = try? loop.addTimer(at: loop.now + .seconds(5)) { [unowned self] in evaluateAutomatic() }
                 } else {
-                    logger.notice("peer fenced", metadata: ["peer.name": "\(configuration.peerNode.name)"])
+                    logger.notice("peer fenced", metadata: ["peer.name": "\(configuration.peerNode.name)", "message.id": "\(MessageID.fenced)"])
                     takeOver(reason)
                 }
             }
@@ -145,7 +145,8 @@ extension HeartbeatMonitor {
         lastAutomaticRefusal = refusal
         let peerName = configuration.peerNode.name
         if tracker.state == .dead {
-            logger.warning("no automatic failover", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
+            logger.warning(
+                "no automatic failover", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)", "message.id": "\(refusalMessageID(refusal))"])
         } else {
             logger.info("not elected to be active", metadata: ["peer.name": "\(peerName)", "reason": "\(refusal)"])
         }
@@ -226,7 +227,9 @@ extension HeartbeatMonitor {
             peerEpoch: tracker.peerEpoch, peerPriority: peer.priority, peerName: peer.name)
         else { return }
         let reason = "peer \(peer.name) is active with epoch \(tracker.peerEpoch) (ours \(roles.epoch)): yielding"
-        logger.notice("two active nodes: yielding", metadata: ["peer.epoch": "\(tracker.peerEpoch)", "node.epoch": "\(roles.epoch)"])
+        logger.notice(
+            "two active nodes: yielding",
+            metadata: ["peer.epoch": "\(tracker.peerEpoch)", "node.epoch": "\(roles.epoch)", "message.id": "\(MessageID.yielding)"])
         execute(roles.beginRelease(reason: reason))
     }
 
@@ -245,7 +248,10 @@ extension HeartbeatMonitor {
             case .roleChanged(let old, let new, let reason):
                 logger.notice(
                     "role changed",
-                    metadata: ["node.role.old": "\(old.rawValue)", "node.role": "\(new.rawValue)", "reason": "\(reason)", "node.epoch": "\(roles.epoch)"])
+                    metadata: [
+                        "node.role.old": "\(old.rawValue)", "node.role": "\(new.rawValue)", "reason": "\(reason)",
+                        "node.epoch": "\(roles.epoch)", "message.id": "\(MessageID.roleChanged)",
+                    ])
                 changed(Heartbeat1.Property.role)
                 do {
                     try bus.emitSignal(
@@ -387,7 +393,9 @@ extension HeartbeatMonitor {
                     switch result {
                     case .success(let values):
                         handoverLSN = values.first?.uint64 ?? 0
-                        logger.notice("handing over at the final LSN", metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)"])
+                        logger.notice(
+                            "handing over at the final LSN",
+                            metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)", "message.id": "\(MessageID.switchover)"])
                     case .failure(let error):
                         finishSwitchover(.failure(error))
                     }
@@ -413,7 +421,7 @@ extension HeartbeatMonitor {
 
     func finishSwitchover(_ result: Result<Void, DBusError>) {
         if case .failure(let error) = result {
-            logger.error("switchover failed", metadata: ["error": "\(error.message)"])
+            logger.error("switchover failed", metadata: ["error": "\(error.message)", "message.id": "\(MessageID.switchoverFailed)"])
             handoverLSN = nil
         }
         guard let call = switchoverCall else { return }
@@ -462,5 +470,13 @@ extension HeartbeatMonitor {
         }
         call.reply()
         evaluateAutomatic()
+    }
+}
+
+extension HeartbeatMonitor {
+    /// A refused failover is logged with the fencing ID when fencing failed, the generic one otherwise.
+    func refusalMessageID(_ refusal: SwitchRefusal) -> String {
+        if case .fencingFailed = refusal { return MessageID.fencingFailed }
+        return MessageID.failoverRefused
     }
 }

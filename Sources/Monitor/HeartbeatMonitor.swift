@@ -256,7 +256,10 @@ public final class HeartbeatMonitor {
             case .stateChanged(let old, let new):
                 logger.notice(
                     "peer state changed",
-                    metadata: ["peer.name": "\(configuration.peerNode.name)", "peer.state.old": "\(old.rawValue)", "peer.state": "\(new.rawValue)"])
+                    metadata: [
+                        "peer.name": "\(configuration.peerNode.name)", "peer.state.old": "\(old.rawValue)", "peer.state": "\(new.rawValue)",
+                        "message.id": "\(MessageID.peerState)",
+                    ])
                 changed(Heartbeat1.Property.peerState)
                 do {
                     try bus.emitSignal(

@@ -19,4 +19,11 @@ t_match "kusu-hbd(8) documents --check-config" "$(cat "$out/man8/kusu-hbd.8" 2>/
 for shell in bash zsh fish; do
     t_match "the $shell completion knows the verbs" "$(cat "$out/completions/kusu-ha.$shell" 2>/dev/null)" 'auto-failover'
 done
+t_match "kusu-ha(1) documents database clone" "$(cat "$out/man1/kusu-ha.1" 2>/dev/null)" 'pg_basebackup'
+
+# The journal catalog: every MESSAGE_ID the programs log is explained, and nothing else.
+ids_code=$(grep -o '"[0-9a-f]\{32\}"' "$repo/Sources/ClusterAPI/MessageIDs.swift" | tr -d '"' | sort)
+ids_catalog=$(sed -n 's/^-- \([0-9a-f]\{32\}\)$/\1/p' "$repo/systemd/kusu-ha.catalog" | sort)
+t_eq "systemd/kusu-ha.catalog explains exactly the MESSAGE_IDs of MessageIDs.swift ($(wc -w <<<"$ids_code") ids)" "$ids_catalog" "$ids_code"
+t_eq "the MESSAGE_IDs are distinct" "$(uniq -d <<<"$ids_code")" ""
 t_summary

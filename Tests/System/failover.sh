@@ -138,6 +138,17 @@ t_check "RoleChanged taking-over → active was emitted" bash -c "grep -A3 'memb
 t_check "the effector logged the takeover requested by kusu-ha" bash -c \
     "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | tr '\n' ' ' | grep -q 'CALLER_UID=$(id -u kusu-ha) .*OP_NAME=Takeover.*OP_REASON=peer installer dead on every link'"
 
+# The journal catalog explains the events (journalctl -x): the takeover, the role change,
+# the refusal while fencing failed, the promotion.
+catalog=$(node_exec "$NODE" journalctl -x -u kusu-effectord -u kusu-hbd --no-pager)
+t_match "journalctl -x explains the takeover (catalog)" "$catalog" 'kusu-ha: takeover complete, this node serves the cluster'
+t_match "... the role change, with the new role" "$catalog" "kusu-ha: this node's role changed to active"
+t_match "... the refused failover while fencing failed" "$catalog" 'kusu-ha: fencing the peer failed, no takeover'
+t_match "... the promotion" "$catalog" 'The local PostgreSQL left recovery and accepts writes'
+t_eq "the takeover's entry carries its MESSAGE_ID" \
+    "$(node_exec "$NODE" journalctl -u kusu-effectord -o cat MESSAGE_ID=a30b36cf91914594af3fd936fdd4ee1b --no-pager | head -1)" \
+    "effector operation succeeded"
+
 # --- the installer node comes back: it stays standby (no failback) --------------------------
 tb_hbd_start a
 tb_poll 5 tb_prop_is a PeerState alive

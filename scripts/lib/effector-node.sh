@@ -73,9 +73,11 @@ effnode_boot() {
         "$repo/dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf" \
         "$repo/dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
         "$repo/polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
-        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" "$@" || return 1
-    # Pick up the bus policy and activation file copied in before boot.
+        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" \
+        "$repo/systemd/kusu-ha.catalog:/usr/lib/systemd/catalog/kusu-ha.catalog" "$@" || return 1
+    # Pick up the bus policy and activation file copied in before boot; index the catalog.
     node_exec "$node" systemctl reload dbus.service || return 1
+    node_exec "$node" journalctl --update-catalog || return 1
     pgnode_setup "$node"
 }
 

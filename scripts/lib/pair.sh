@@ -312,10 +312,12 @@ pair__boot_node() {
         "$repo/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" \
         "$repo/polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
         "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" \
+        "$repo/systemd/kusu-ha.catalog:/usr/lib/systemd/catalog/kusu-ha.catalog" \
         ${PAIR_EXTRA_FILES:-} || return 1
     pair_log "$n (${PAIR_NAME[$n]}) booted in ${NODE_BOOT_MS} ms"
     pair_exec "$n" sh -c 'chown kusu-ha:kusu-ha /etc/kusu-ha/authkey && chmod 0400 /etc/kusu-ha/authkey' || return 1
-    # Pick up the bus policies and the activation file copied in before boot.
+    # Pick up the bus policies and the activation file copied in before boot; index the catalog.
+    pair_exec "$n" journalctl --update-catalog
     pair_exec "$n" systemctl reload dbus.service
 }
 
