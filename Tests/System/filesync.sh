@@ -170,7 +170,7 @@ t_check "... and starts again, remembering the last success" tb_poll 5 status_ma
 # --- failover: b goes on with the data it has -----------------------------------------------
 on a "echo after >$TREE/after.txt"
 tb_poll $((INTERVAL + 2)) exists b "$TREE/after.txt" || t_fail "the last change reached b before the crash"
-# A new file in the HTTP repository tree (kusu-http serves /srv/kusu-www on the floating address).
+# A new file in the HTTP repository tree (nginx serves /srv/kusu-www on the floating address).
 on a "echo 'a new repository file' >/srv/kusu-www/new-package.txt"
 if tb_poll $((INTERVAL + 2)) exists b /srv/kusu-www/new-package.txt; then
     t_pass "a file written in the HTTP repository tree on a appears on b within the interval"

@@ -35,8 +35,11 @@ t_eq "a's database is the primary" "$(pair_sql a 'SELECT pg_is_in_recovery()')" 
 t_eq "b's database is a standby" "$(pair_sql b 'SELECT pg_is_in_recovery()')" t
 t_eq "b streams from a" "$(pair_sql b 'SELECT status FROM pg_stat_wal_receiver')" streaming
 t_eq "a sees b as its synchronous standby" "$(pair_sql a "SELECT application_name || ' ' || sync_state FROM pg_stat_replication")" "failover sync"
-t_eq "a runs the units" "$(pair_exec a systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "active active "
-t_eq "b does not run them" "$(pair_exec b systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "inactive inactive "
+t_eq "a runs the KUSU units (dnsmasq, nginx)" "$(pair_units_state a)" "active active "
+t_eq "b does not run them" "$(pair_units_state b)" "inactive inactive "
+t_eq "the client fetches the boot loader over TFTP through the floating address" "$(pair_client_tftp)" "kusu boot loader stand-in"
+dhcp=$(pair_client_dhcp)
+t_match "the client gets a DHCP offer from a ($dhcp)" "$dhcp" "^OFFER 198.18.0.1[5-9][0-9] 198.18.0.11$"
 # PAIR_ACTIVATE=election (default): kusu-hbd's startup election made a active at epoch 1;
 # PAIR_ACTIVATE=takeover: a's effector took over directly, kusu-hbd may still elect a.
 epoch0=$(pair_prop a Epoch)
@@ -210,7 +213,10 @@ tb_poll 5 pair_prop_is b Role active
 t_eq "b's Role is active" "$(pair_prop b Role)" active
 want=$(( ${epoch_crash:-0} + 1 ))
 t_eq "b's Epoch is $want (one above a's $epoch_crash when it crashed)" "$(pair_prop b Epoch)" "$want"
-t_eq "b runs the units" "$(pair_exec b systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" "active active "
+t_eq "b runs the KUSU units (dnsmasq, nginx)" "$(pair_units_state b)" "active active "
+if tb_poll 5 pair_client_tftp_ok; then t_pass "TFTP answers through the floating address from b"; else t_fail "TFTP answers from b" "$(pair_client_tftp)"; fi
+dhcp_from_b() { [[ "$(pair_client_dhcp)" == "OFFER "*" 198.18.0.12" ]]; }
+if tb_poll 5 dhcp_from_b; then t_pass "DHCP offers come from b"; else t_fail "DHCP offers from b" "$(pair_client_dhcp)"; fi
 t_eq "b sees a dead" "$(pair_prop b PeerState)" dead
 
 echo "# total $(( $(node_now_ms) - t_start )) ms"

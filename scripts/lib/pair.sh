@@ -10,7 +10,10 @@
 #
 # Each node runs kusu-hbd from its own kusu-hbd.socket/.service (user kusu-ha,
 # the shared key $TB_DIR/authkey of tb_config), kusu-effectord (bus-activated),
-# kusu-ha, the polkit files, kusu-ok.service and kusu-http.service (HTTP on the
+# kusu-ha, the polkit files, the KUSU provisioning services from Debian packages —
+# kusu-dnsmasq.service (dnsmasq: DHCP and TFTP on the floating address) and
+# nginx.service (the HTTP repositories in /srv/kusu-www on the floating address) —
+# started by kusu-ha on the active node (the old stand-ins: kusu-ok.service, kusu-http.service (HTTP on the
 # floating address), and kusu-pg.service: PostgreSQL 15 on port 5432 with its
 # data in /var/lib/postgresql/kusu — on a the primary, on b a standby made with
 # pg_basebackup over TCP from 198.18.0.11 that streams synchronously
@@ -255,7 +258,7 @@ address = "$PAIR_VIP/24"
 interface = "eth0"
 
 [units]
-start = ["kusu-ok.service", "kusu-http.service"]
+start = ["kusu-dnsmasq.service", "nginx.service"]
 
 [database]
 unit = "kusu-pg.service"
@@ -275,6 +278,42 @@ Description=kusu-ha test: HTTP repository on the floating address
 [Service]
 ExecStart=/usr/bin/python3 -m http.server 80 --bind $PAIR_VIP --directory /srv/kusu-www
 UNIT
+    # The KUSU services, from Debian's dnsmasq-base and nginx-light, bound to the floating address.
+    echo "kusu boot loader stand-in" >"$dir/www/pxelinux.0"
+    cat >"$dir/dnsmasq.conf" <<CONF
+# DHCP and TFTP for the provisioned nodes, on the floating address only; no DNS.
+port=0
+interface=eth0
+bind-interfaces
+listen-address=$PAIR_VIP
+dhcp-range=198.18.0.150,198.18.0.199,255.255.255.0,1h
+dhcp-authoritative
+# The test bed's addresses are all known: no ICMP check (up to 3 s) before an offer.
+no-ping
+dhcp-boot=pxelinux.0,kusu,$PAIR_VIP
+dhcp-leasefile=/run/kusu-dnsmasq/leases
+enable-tftp
+tftp-root=/srv/tftp
+user=nobody
+group=nogroup
+log-dhcp
+CONF
+    cat >"$dir/units/kusu-dnsmasq.service" <<UNIT
+[Unit]
+Description=KUSU DHCP and TFTP (dnsmasq) on the floating address
+[Service]
+RuntimeDirectory=kusu-dnsmasq
+ExecStart=/usr/sbin/dnsmasq --keep-in-foreground --conf-file=/etc/kusu-ha-test/dnsmasq.conf --pid-file=
+UNIT
+    cat >"$dir/nginx-site" <<CONF
+# The KUSU repositories over HTTP, on the floating address only.
+server {
+    listen $PAIR_VIP:80;
+    root /srv/kusu-www;
+    autoindex on;
+    access_log off;
+}
+CONF
     cat >"$dir/units/kusu-pg.service" <<UNIT
 [Unit]
 Description=kusu-ha test PostgreSQL (the KUSU database, port 5432)
@@ -307,6 +346,9 @@ pair__boot_node() {
         "$dir/kusu-ha.toml:/etc/kusu-ha/kusu-ha.toml" \
         "$TB_DIR/authkey:/etc/kusu-ha/authkey" \
         "$dir/www/index.txt:/srv/kusu-www/index.txt" \
+        "$dir/www/pxelinux.0:/srv/tftp/pxelinux.0" \
+        "$dir/dnsmasq.conf:/etc/kusu-ha-test/dnsmasq.conf" \
+        "$dir/nginx-site:/etc/nginx/sites-enabled/default" \
         "$repo/dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf" \
         "$repo/dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
         "$repo/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" \
@@ -339,7 +381,18 @@ fsync = off
 CONF
 }
 
-pair__units_active() { [ "$(pair_exec "$1" systemctl is-active kusu-ok.service kusu-http.service | tr '\n' ' ')" = "active active " ]; }
+PAIR_UNITS=(kusu-dnsmasq.service nginx.service)
+# pair_units_state a|b — the ActiveState of the KUSU units, space-separated ("active active ").
+pair_units_state() { pair_exec "$1" systemctl is-active "${PAIR_UNITS[@]}" | tr '\n' ' '; }
+pair__units_active() { [ "$(pair_units_state "$1")" = "active active " ]; }
+
+# pair_client_tftp — fetch the boot loader over TFTP from the floating address (client namespace).
+pair_client_tftp() { ip netns exec "$(tb_ns c)" curl -s --max-time 2 "tftp://$PAIR_VIP/pxelinux.0" 2>/dev/null; }
+pair_client_tftp_ok() { [ "$(pair_client_tftp)" = "kusu boot loader stand-in" ]; }
+# pair_client_dhcp — a DHCPDISCOVER from the client namespace; prints "OFFER ADDRESS SERVER"
+# (the server identifier is the active node's own address on the service network).
+pair_client_dhcp() { ip netns exec "$(tb_ns c)" python3 "$TB_REPO/scripts/lib/dhcp-probe.py" eth0 2>/dev/null; }
+pair_client_dhcp_ok() { [[ "$(pair_client_dhcp)" =~ ^OFFER\ 198\.18\.0\.1[5-9][0-9]\ 198\.18\.0\.[0-9]+$ ]]; }
 pair__streams() { [ "$(pair_sql b 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null)" = streaming ]; }
 pair__sync() { [ "$(pair_sql a "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'failover'" 2>/dev/null)" = sync ]; }
 
