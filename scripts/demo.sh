@@ -1,101 +1,101 @@
 #!/usr/bin/env bash
-# The kusu-ha demo: a pair on this one machine, and a failover.
+# The kusu-ha demo: a two-node KUSU management pair on this one machine, and a failover.
 #
-#   installer node  a kusu-hbd in its own network namespace (its private bus)
-#   failover node   systemd as PID 1 in a container on a throw-away overlay of /,
-#                   in its own network namespace, running kusu-hbd (socket-
-#                   activated, user kusu-ha), kusu-effectord (bus-activated,
-#                   polkit), a PostgreSQL standby streaming from a primary, and
-#                   the KUSU stand-ins: an HTTP repository on the floating
-#                   address 198.18.0.100 and a placeholder unit
+#   installer node (a)  systemd as PID 1 in a container on a throw-away overlay of /,
+#   failover node (b)   each in its own network namespace, each running kusu-hbd
+#                       (socket-activated, user kusu-ha), kusu-effectord (bus-activated,
+#                       polkit), PostgreSQL 15 (a the primary, b a synchronous standby)
+#                       and, on the active node only, the KUSU services from Debian
+#                       packages on the floating address 198.18.0.100: dnsmasq (DHCP and
+#                       TFTP) and nginx (the HTTP repositories)
+#   client              a namespace on the service network, writing rows and fetching
+#                       repository files through the floating address
 #
-# Heartbeats cross two links (two bridges). The installer node's monitor is
-# killed with kill -9; the failover node sees it dead on both links, raises the
-# epoch and takes over: promotes the database, adds and announces the address,
-# starts the units. A client on the service network measures how long until
-# the repository answers through the floating address. Then the installer
-# comes back and stays standby (no failback). Everything is torn down at the end.
+# Heartbeats cross two dedicated links; the service network carries the floating
+# address, the database replication and the tie-breaker 198.18.0.1. The installer
+# container is killed (kill -9 of its PID 1, its links dark). The failover node sees it
+# dead, checks the tie-breaker and that nobody answers for the address, raises the epoch
+# and takes over: promotes the database, adds and announces the address, starts the
+# services. The client measures how long the service was unreachable. Then the installer
+# comes back with an empty disk: kusu-hbd rebuilds its database from the new primary and
+# it stays standby, in sync. Everything is torn down at the end.
 # Run as root on Debian 12; it installs what it needs and builds first.
-set -euo pipefail
+set -uo pipefail   # no -e: the test-bed helpers return non-zero as answers; failures are checked
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 [ "$(id -u)" = 0 ] || { echo "demo: run as root" >&2; exit 1; }
-scripts/install-deps.sh
+scripts/install-deps.sh || exit 1
 export TMPDIR=${TMPDIR:-$repo/.build-tmp}; mkdir -p "$TMPDIR"
 echo "== building kusu-hbd, kusu-effectord and kusu-ha (release, as packaged)"
 for product in kusu-hbd kusu-effectord kusu-ha; do
-    swift build -c release --static-swift-stdlib --product "$product" 2>&1 | grep -E 'error|warning:' || true
+    swift build -c release --static-swift-stdlib --product "$product" >"$TMPDIR/demo-build.log" 2>&1 ||
+        { grep -E 'error' "$TMPDIR/demo-build.log" >&2; echo "demo: the build failed" >&2; exit 1; }
 done
 export KUSU_BIN_DIR="$repo/.build/release"
 . scripts/lib/testbed.sh
 . scripts/lib/effector-node.sh
-effnode_init
-NODE=kha-$TB_ID-failover
-H=org.kusu.Heartbeat1; HP=/org/kusu/Heartbeat1
-A=$(tb_ns a)
+. scripts/lib/pair.sh
+pair_init
+W="$TB_DIR/demo"; mkdir -p "$W"
 ms() { echo $(( ($1 - $2) / 1000000 )); }
+indent() { sed 's/^/   /'; }
 
-echo "== booting the failover node (systemd, dbus, polkit, PostgreSQL primary + standby)"
-tb_bus a; tb_config a
-fonode_boot "$NODE" "$(tb_ns b)" "$TB_DIR/failover" "$KUSU_BIN_DIR"
-echo "   booted in ${NODE_BOOT_MS} ms"
-echo "== starting the monitors: installer (netns $A) and failover (kusu-hbd.socket + .service in the node)"
-tb_hbd_start a
-node_exec "$NODE" systemctl start kusu-hbd.socket kusu-hbd.service
-tb_poll 10 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $H $HP $H PeerState 2>/dev/null)\" = 's \"alive\"' ]"
-tb_poll 10 tb_prop_is a PeerState alive
-tb_poll 10 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 DatabaseRole 2>/dev/null)\" = 's \"standby\"' ]"
+echo "== booting the pair (two systemd containers, PostgreSQL, the monitors; the installer is elected active)"
+pair_boot "$W" "$KUSU_BIN_DIR" || { echo "demo: the pair did not come up" >&2; exit 1; }
+echo "   booted in ${PAIR_BOOT_MS} ms"
+tb_poll 15 pair_prop_is b Synchronous sync || echo "   (the standby is not in sync yet)"
 
-echo; echo "== kusu-ha status on the failover node"
-node_exec "$NODE" kusu-ha status | sed 's/^/   /'
-echo; echo "== busctl on the installer node's bus"
-for prop in NodeName Role PeerState Links; do
-    printf '   %-10s %s\n' "$prop" "$(tb_busctl a get-property $H $HP $H "$prop")"
+for n in a b; do
+    echo; echo "== kusu-ha status on ${PAIR_NAME[$n]}"
+    pair_exec "$n" kusu-ha status | indent
 done
+echo; echo "== the client, through 198.18.0.100"
+echo "   HTTP  $(pair_client_http)"
+echo "   TFTP  $(pair_client_tftp)"
+echo "   DHCP  $(pair_client_dhcp)"
+echo "   SQL   row $(pair_client_write demo-before) written"
 
 echo; echo "== kusu-ha watch on the failover node (live events below)"
 # (Heartbeat bookkeeping — Links/PeerLastSeenUSec five times a second — is left out here.)
-node_exec "$NODE" sh -c 'echo $$ >/run/kusu-demo-watch.pid; exec kusu-ha watch' 2>/dev/null |
-    grep --line-buffered -v -E 'kusu-hbd: Links=\S+ (PeerEpoch=[0-9]+ )?PeerLastSeenUSec=[0-9]+$' | sed -u 's/^/   watch | /' &
+pair_exec b sh -c 'echo $$ >/run/kusu-demo-watch.pid; exec kusu-ha watch' 2>/dev/null |
+    grep --line-buffered -v -E 'kusu-hbd: Links=\[[^]]*\]( PeerEpoch=[0-9]+)? PeerLastSeenUSec=[0-9]+$' | sed -u 's/^/   watch | /' &
 tb_track $!
-sleep 0.5   # display only: let watch subscribe before the failure
+watching() { pair_exec b test -s /run/kusu-demo-watch.pid; }
+tb_poll 5 watching || true
 
-echo "== kill -9 of the installer node's kusu-hbd"
+# Clients keep writing through the floating address across the failure.
+pair_writer_start 40 100000 2
+writer_acked() { [ "$(grep -c ' ok ' "$TB_DIR/writer.log" 2>/dev/null)" -ge "$1" ]; }
+tb_poll 10 writer_acked 10 || true
+
+echo "== the installer node dies: kill -9 of its container, its links dark"
 t_kill=$(date +%s%N)
-kill -KILL "$(tb_hbd_pid a)"
-# The client on the service network asks for a repository file until it answers (bounded: 30 s).
-ip netns exec "$A" python3 - <<'PY'
-import time, urllib.request
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        urllib.request.urlopen("http://198.18.0.100/index.txt", timeout=0.2).read()
-        break
-    except Exception:
-        time.sleep(0.01)
-PY
-t_http=$(date +%s%N)
-write=""
-for _ in $(seq 1 200); do
-    write=$(pgnode_sql "$NODE" 5434 "INSERT INTO rows (note) VALUES ('written after the failover') RETURNING id" 2>/dev/null) && break
-    sleep 0.02
-done
-t_db=$(date +%s%N)
-sleep 0.5   # let the watch lines print
+pair_crash a
+# Probes from the client, each until it first succeeds (bounded by tb_poll's deadline).
+http_ok() { ip netns exec "$(tb_ns c)" curl -s --max-time 0.3 -o /dev/null "http://$PAIR_VIP/index.txt"; }
+write_ok() { PAIR_WRITE_TIMEOUT=0.3 pair_client_write demo-probe >/dev/null; }
+tb_poll 30 http_ok; t_http=$(date +%s%N)
+tb_poll 30 write_ok; t_db=$(date +%s%N)
+tb_poll 30 pair_client_tftp_ok; t_tftp=$(date +%s%N)
+tb_poll 10 pair_prop_is b Role active || true
+pair_writer_stop
 echo
-echo "== the failover node took over:"
-echo "   HTTP repository answering through 198.18.0.100: $(ms "$t_http" "$t_kill") ms after the kill"
-echo "   database writable (row $write):                $(ms "$t_db" "$t_kill") ms after the kill"
+echo "== the failover node took over; unreachable through 198.18.0.100 after the crash:"
+echo "   HTTP repository answering   $(ms "$t_http" "$t_kill") ms"
+echo "   database writable           $(ms "$t_db" "$t_kill") ms"
+echo "   TFTP answering              $(ms "$t_tftp" "$t_kill") ms"
+echo "   acknowledged rows lost      $(pair_acked_lost b) of $(sort -u "$TB_DIR/acked" | wc -l)"
 echo "   (dead_ms 1000, interval_ms 200: the peer is declared dead after 1 s of silence on both links)"
 echo; echo "== kusu-ha status on the failover node"
-node_exec "$NODE" kusu-ha status | sed 's/^/   /'
+pair_exec b kusu-ha status | indent
 
-echo; echo "== the installer node comes back: it sees an active peer with a higher epoch and stays standby"
-tb_hbd_start a
-tb_poll 10 tb_prop_is a PeerState alive
-for prop in Role PeerRole PeerEpoch; do
-    printf '   %-10s %s\n' "$prop" "$(tb_busctl a get-property $H $HP $H "$prop")"
-done
-sleep 0.3   # display only: the last watch lines
-node_exec "$NODE" sh -c 'kill "$(cat /run/kusu-demo-watch.pid)"'
+echo; echo "== the installer node comes back with an empty disk"
+t_back=$(date +%s%N)
+pair_return a "$W" "$KUSU_BIN_DIR"
+tb_poll 90 pair_prop_is b Synchronous sync || true
+echo "   rebuilt as a synchronous standby of the failover node in $(ms "$(date +%s%N)" "$t_back") ms (boot, pg_basebackup, catch-up)"
+echo "   rows on the installer now: $(pair_sql a 'SELECT count(*) FROM rows'), missing: $(pair_acked_lost a)"
+echo; echo "== kusu-ha status on the installer"
+pair_exec a kusu-ha status | indent
+pair_exec b sh -c 'kill "$(cat /run/kusu-demo-watch.pid)"' 2>/dev/null || true
 echo; echo "== tearing down"
