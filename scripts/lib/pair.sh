@@ -329,6 +329,10 @@ ExecReload=/bin/kill -HUP \$MAINPID
 KillMode=mixed
 KillSignal=SIGINT
 TimeoutSec=60
+# A crashed postmaster is started again at once (crash recovery); as on a real site with
+# a drop-in for postgresql@.service: [Service] Restart=on-failure.
+Restart=on-failure
+RestartSec=100ms
 UNIT
     cp "$repo/systemd/kusu-hbd.service" "$repo/systemd/kusu-hbd.socket" "$repo/systemd/kusu-effectord.service" "$dir/units/"
     local unit

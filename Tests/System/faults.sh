@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# System test: the fault-injection suite on the two-node test bed (scripts/lib/pair.sh: two
+# systemd containers with kusu-hbd, kusu-effectord, synchronous PostgreSQL, dnsmasq and
+# nginx on the floating address, a client namespace).
+#
+# Each scenario runs FAULT_RUNS times (default 2) while two clients write numbered rows
+# through the floating address and record every acknowledgement. During every run a
+# sampler watches who holds the address (every 50 ms); after every run the invariants of
+# the contract are checked:
+#   - never two holders of the floating address for longer than one heartbeat interval
+#   - no acknowledged row missing on the active node
+#   - the KUSU services answer through the address: HTTP, TFTP, a DHCP offer, a write
+# and the outage is measured: the longest time without an acknowledged write around the
+# fault. The suite ends with a table: scenario, runs, outcome, outage min/median/max, rows lost.
+#
+# Scenarios: hard kill of the active node (and its return with an empty disk); kill -9 of
+# kusu-hbd and of kusu-effectord on the active node (systemd restarts them, no failover);
+# SIGSTOP/SIGCONT of the active kusu-hbd past the dead time; loss of one heartbeat link; loss
+# of every heartbeat link with the service network up; the active node cut off from the
+# service network (for 3 s); PostgreSQL killed on the active node; a switchover and a
+# switchback under load; a burst of forged heartbeat packets.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../../scripts/lib/testbed.sh"
+. "$here/../../scripts/lib/effector-node.sh"
+. "$here/../../scripts/lib/pair.sh"
+. "$here/harness.sh"
+
+RUNS=${FAULT_RUNS:-2}
+INTERVAL_MS=200
+pair_init
+W="$TB_DIR/faults"; mkdir -p "$W"
+if pair_boot "$W" "$TB_BIN"; then t_pass "pair booted (${PAIR_BOOT_MS} ms)"; else t_fail "pair booted"; t_summary; exit 1; fi
+
+other() { [ "$1" = a ] && echo b || echo a; }
+now_ns() { date +%s%N; }
+# The active node: the one whose monitor says active and holds the address.
+active_node() { local h; h=$(pair_vip_holder); case $h in a|b) echo "$h" ;; *) echo none ;; esac; }
+in_sync() { pair_prop_is "$(other "$1")" Synchronous sync; }
+settled() {   # settled ACTIVE — ACTIVE active with the address, the other standby and in sync
+    local s; s=$(other "$1")
+    pair_prop_is "$1" Role active && pair_prop_is "$s" Role standby && pair_vip_holder_is "$1" &&
+        pair_prop_is "$s" Synchronous sync && pair__units_active "$1"
+}
+
+# --- the sampler: who holds the address, every 50 ms ---------------------------------------------
+SAMPLES="$TB_DIR/holders"
+sampler_start() {
+    : >"$SAMPLES"
+    rm -f "$TB_DIR/sampler.stop"
+    (
+        for _ in $(seq 1 6000); do   # ≤ 5 min
+            [ -e "$TB_DIR/sampler.stop" ] && break
+            echo "$(now_ns) $(pair_vip_holder)"
+            sleep 0.05
+        done
+    ) >>"$SAMPLES" 2>/dev/null &
+    SAMPLER=$!
+    tb_track "$SAMPLER"
+}
+sampler_stop() { touch "$TB_DIR/sampler.stop"; wait "$SAMPLER" 2>/dev/null; }
+# The longest stretch (ms) of consecutive samples with both nodes holding the address.
+longest_both() {
+    awk '$2 == "both" { if (!start) start = $1; last = $1; next }
+         { if (start) { d = (last - start) / 1e6 + 50; if (d > max) max = d; start = 0 } }
+         END { if (start) { d = (last - start) / 1e6 + 50; if (d > max) max = d } print int(max) }' "$SAMPLES"
+}
+
+# --- outage: the longest time without an acknowledged write, from the writer log -------------------
+# outage_ms T0 — the largest gap between consecutive acknowledged writes (their completion
+# times) that ends after T0 (ns), including the gap from the last acknowledgement before T0.
+outage_ms() {
+    awk -v t0="$1" '$3 == "ok" { print $2 }' "$TB_DIR/writer.log" | sort -n |
+        awk -v t0="$1" 'NR > 1 && $1 > t0 { d = ($1 - prev) / 1e6; if (d > max) max = d } { prev = $1 } END { print int(max) }'
+}
+
+# --- the invariants after each run -------------------------------------------------------------------
+declare -A R_RUNS=() R_FAIL=() R_OUT=() R_LOST=()
+SCENARIOS=()
+record() {   # record SCENARIO OK OUTAGE_MS LOST
+    local s=$1
+    [ -n "${R_RUNS[$s]:-}" ] || SCENARIOS+=("$s")
+    R_RUNS[$s]=$(( ${R_RUNS[$s]:-0} + 1 ))
+    [ "$2" = 1 ] || R_FAIL[$s]=$(( ${R_FAIL[$s]:-0} + 1 ))
+    R_OUT[$s]="${R_OUT[$s]:-} $3"
+    R_LOST[$s]=$(( ${R_LOST[$s]:-0} + $4 ))
+}
+
+# run_scenario NAME FUNCTION — one run: writers and sampler on, the fault, recovery, checks.
+run_scenario() {
+    local name=$1 fn=$2 act before ok=1 t0 lost both out services
+    act=$(active_node); before=$act
+    if [ "$act" = none ] || ! tb_poll 30 settled "$act"; then
+        t_fail "$name: the pair is settled before the run" "holder $(pair_vip_holder), a $(pair_prop a Role)/$(pair_prop a Synchronous), b $(pair_prop b Role)/$(pair_prop b Synchronous)"
+        record "$name" 0 0 0
+        return
+    fi
+    : >"$TB_DIR/acked"
+    pair_writer_start 120 100000 2
+    tb_poll 10 writer_acked 10 || true
+    sampler_start
+    t0=$(now_ns)
+    "$fn" "$act"      # the fault and the recovery, leaving the pair settled (either node active)
+    local rc=$?
+    pair_writer_stop
+    sampler_stop
+    act=$(active_node)
+    [ "$rc" = 0 ] || { ok=0; t_fail "$name: the scenario's own checks"; }
+    both=$(longest_both)
+    if [ "$both" -le "$INTERVAL_MS" ]; then t_pass "$name: never two holders longer than ${INTERVAL_MS} ms (longest $both ms)"; else ok=0; t_fail "$name: two holders for $both ms"; fi
+    if [ "$act" = none ]; then
+        ok=0; lost=$(wc -l <"$TB_DIR/acked"); t_fail "$name: nobody holds the address afterwards"
+    else
+        lost=$(pair_acked_lost "$act")
+        if [ "$lost" = 0 ]; then t_pass "$name: no acknowledged row lost ($(sort -u "$TB_DIR/acked" | wc -l) rows, active: $act)"; else ok=0; t_fail "$name: $lost acknowledged rows missing on $act"; fi
+    fi
+    services="$(pair_client_http_ok && echo http) $(tb_poll 5 pair_client_tftp_ok && echo tftp) $(tb_poll 5 pair_client_dhcp_ok && echo dhcp) $(PAIR_WRITE_TIMEOUT=3 pair_client_write after-run >/dev/null && echo sql)"
+    if [ "$services" = "http tftp dhcp sql" ]; then t_pass "$name: HTTP, TFTP, DHCP and SQL answer through the address afterwards"; else ok=0; t_fail "$name: services afterwards" "answering: $services"; fi
+    out=$(outage_ms "$t0")
+    echo "# $name: outage $out ms, active before/after: $before/$act"
+    record "$name" "$ok" "$out" "${lost:-0}"
+}
+writer_acked() { [ "$(grep -c ' ok ' "$TB_DIR/writer.log" 2>/dev/null)" -ge "$1" ]; }
+
+# --- the scenarios (each gets the active node; returns non-zero if its own checks fail) ---------------
+hard_kill_active() {
+    local act=$1 s; s=$(other "$1")
+    pair_crash "$act"
+    tb_poll 15 pair_vip_holder_is "$s" || return 1
+    tb_poll 10 pair_prop_is "$s" Role active || return 1
+    pair_return "$act" "$W" "$TB_BIN" || return 1
+    tb_poll 90 settled "$s"
+}
+kill_hbd_active() {
+    local act=$1 pid; pid=$(pair_exec "$act" systemctl show -P MainPID kusu-hbd.service)
+    pair_exec "$act" kill -KILL "$pid"
+    restarted() { local p; p=$(pair_exec "$act" systemctl show -P MainPID kusu-hbd.service); [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid" ]; }
+    tb_poll 5 restarted || return 1
+    tb_poll 10 settled "$act"   # no failover: the same node is active again
+}
+kill_effectord_active() {
+    local act=$1 pid; pid=$(pair_exec "$act" systemctl show -P MainPID kusu-effectord.service)
+    [ -n "$pid" ] && [ "$pid" != 0 ] && pair_exec "$act" kill -KILL "$pid"
+    # The effector is not in the data path: the service goes on; the monitor's next call starts it again.
+    effector_back() { pair_exec "$act" busctl get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 Busy >/dev/null 2>&1; }
+    tb_poll 10 effector_back || return 1
+    tb_poll 10 settled "$act"
+}
+sigstop_hbd_active() {
+    local act=$1 s pid; s=$(other "$1"); pid=$(pair_exec "$act" systemctl show -P MainPID kusu-hbd.service)
+    pair_exec "$act" kill -STOP "$pid"
+    tb_poll 3 pair_prop_is "$s" PeerState dead
+    local i; for i in $(seq 1 10); do [ "$(pair_vip_holder)" = "$act" ] || break; sleep 0.1; done   # ≈ 1 s past the dead time
+    pair_exec "$act" kill -CONT "$pid"
+    [ "$(pair_prop "$s" Role)" = standby ] || return 1
+    tb_poll 15 settled "$act"
+}
+one_link_down() {
+    local act=$1 s; s=$(other "$1")
+    tb_link "$act" 1 down
+    link_down() { pair_exec "$s" busctl get-property org.kusu.Heartbeat1 /org/kusu/Heartbeat1 org.kusu.Heartbeat1 Links | grep -q 'false'; }
+    tb_poll 5 link_down || { tb_link "$act" 1 up; return 1; }
+    local same; same=$(pair_prop "$s" PeerState)
+    tb_link "$act" 1 up
+    [ "$same" = alive ] || return 1
+    tb_poll 10 settled "$act"
+}
+all_links_down() {
+    local act=$1 s; s=$(other "$1")
+    tb_link "$act" 1 down; tb_link "$act" 2 down
+    tb_poll 3 pair_prop_is "$s" PeerState dead
+    local i; for i in $(seq 1 15); do sleep 0.1; done   # 1.5 s: the standby probes the address and must not take it
+    tb_link "$act" 1 up; tb_link "$act" 2 up
+    [ "$(pair_prop "$s" Role)" = standby ] || return 1
+    tb_poll 20 settled "$act"
+}
+cut_from_service() {
+    local act=$1
+    tb_link "$act" 0 down
+    local i; for i in $(seq 1 30); do sleep 0.1; done   # 3 s without the service network
+    tb_link "$act" 0 up
+    tb_poll 20 settled "$(active_node)"
+}
+pg_killed_active() {
+    local act=$1 pid; pid=$(pair_exec "$act" systemctl show -P MainPID kusu-pg.service)
+    pair_exec "$act" kill -KILL "$pid"
+    pg_back() { local p; p=$(pair_exec "$act" systemctl show -P MainPID kusu-pg.service); [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid" ] && [ "$(pair_sql "$act" 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; }
+    tb_poll 15 pg_back || return 1
+    tb_poll 20 settled "$(active_node)"
+}
+switchover_and_back() {
+    local act=$1 s; s=$(other "$1")
+    pair_exec "$act" kusu-ha --no-ask-password switchover >/dev/null || return 1
+    tb_poll 30 settled "$s" || return 1
+    pair_exec "$s" kusu-ha --no-ask-password switchover >/dev/null || return 1
+    tb_poll 30 settled "$act"
+}
+forged_burst() {
+    local act=$1 s before after; s=$(other "$1")
+    sed "s|^auth_key_file = .*|auth_key_file = \"$TB_DIR/authkey\"|" "$W/$act/kusu-ha.toml" >"$W/inject.toml"
+    before=$(pair_exec "$s" busctl get-property org.kusu.Heartbeat1 /org/kusu/Heartbeat1 org.kusu.Heartbeat1 PacketsRejected | cut -d' ' -f2)
+    local to="198.18.4.${PAIR_HOST[$s]}" mode
+    for mode in wrong-key random truncated bitflip; do
+        ip netns exec "$(tb_ns "$act")" "$TB_BIN/kusu-hb-inject" --config "$W/inject.toml" --node "${PAIR_NAME[$act]}" \
+            --to "$to" --mode "$mode" --count 2500 >/dev/null 2>&1 || return 1
+    done
+    # Genuine packets, replayed from an old generation.
+    ip netns exec "$(tb_ns "$act")" "$TB_BIN/kusu-hb-inject" --config "$W/inject.toml" --node "${PAIR_NAME[$act]}" \
+        --to "$to" --mode valid --generation 1 --count 1000 >/dev/null 2>&1 || return 1
+    # 11,000 datagrams sent as fast as possible: the socket buffer drops some, the rest are counted.
+    counted() { local n; n=$(pair_exec "$s" busctl get-property org.kusu.Heartbeat1 /org/kusu/Heartbeat1 org.kusu.Heartbeat1 PacketsRejected | cut -d' ' -f2); [ "$((n - before))" -ge 1000 ]; }
+    tb_poll 5 counted || return 1
+    after=$(pair_exec "$s" busctl get-property org.kusu.Heartbeat1 /org/kusu/Heartbeat1 org.kusu.Heartbeat1 PacketsRejected | cut -d' ' -f2)
+    echo "# forged burst: $((after - before)) packets rejected by $s"
+    pair_prop_is "$s" PeerState alive && settled "$act"
+}
+
+for run in $(seq 1 "$RUNS"); do
+    run_scenario "kill -9 kusu-hbd (active)" kill_hbd_active
+    run_scenario "kill -9 kusu-effectord (active)" kill_effectord_active
+    run_scenario "SIGSTOP/SIGCONT kusu-hbd (active)" sigstop_hbd_active
+    run_scenario "one heartbeat link lost" one_link_down
+    run_scenario "all heartbeat links lost" all_links_down
+    run_scenario "active cut off from service net 3 s" cut_from_service
+    run_scenario "PostgreSQL killed (active)" pg_killed_active
+    run_scenario "forged heartbeat burst" forged_burst
+    run_scenario "switchover and switchback" switchover_and_back
+    run_scenario "hard kill of the active node + return" hard_kill_active
+done
+
+# --- the table ---------------------------------------------------------------------------------------
+echo
+printf '# %-40s %4s  %-8s %22s  %s\n' "scenario" "runs" "outcome" "outage ms min/med/max" "rows lost"
+for s in "${SCENARIOS[@]}"; do
+    read -r mn md mx < <(tr ' ' '\n' <<<"${R_OUT[$s]}" | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[1], v[int((NR + 1) / 2)], v[NR] }')
+    fails=${R_FAIL[$s]:-0}
+    printf '# %-40s %4s  %-8s %22s  %s\n' "$s" "${R_RUNS[$s]}" "$([ "$fails" = 0 ] && echo ok || echo "$fails FAIL")" "$mn/$md/$mx" "${R_LOST[$s]}"
+done
+t_summary
