@@ -15,8 +15,12 @@ swift package --allow-writing-to-package-directory generate-manual --section 1 -
 swift package --allow-writing-to-package-directory generate-manual --section 8 --output-directory "$work/8" >/dev/null
 cp "$work/1/kusu-ha.1" "$out/man1/"
 cp "$work/8/kusu-hbd.8" "$work/8/kusu-effectord.8" "$out/man8/"
+# argument-parser keeps the discussions' blank lines, which groff (lintian) warns about:
+# make them paragraph breaks.
+sed -i 's/^$/.Pp/' "$out/man1/kusu-ha.1" "$out/man8/kusu-hbd.8" "$out/man8/kusu-effectord.8"
 swift build -c release --product kusu-ha >/dev/null
 for shell in bash zsh fish; do
-    "$repo/.build/release/kusu-ha" --generate-completion-script "$shell" >"$out/completions/kusu-ha.$shell"
+    # A completion is sourced, not run: no #! line.
+    "$repo/.build/release/kusu-ha" --generate-completion-script "$shell" | sed '1{/^#!/d}' >"$out/completions/kusu-ha.$shell"
 done
 echo "man pages and completions in $out"

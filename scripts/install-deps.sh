@@ -5,7 +5,7 @@ set -euo pipefail
 # of the test bed (DHCP/TFTP and HTTP); rsync keeps the file trees.
 packages=(libsystemd-dev libdbus-1-dev libpq-dev pkg-config dbus dbus-bin polkitd pkexec postgresql-15
           iproute2 iputils-ping procps python3 rsync systemd systemd-container tcpdump
-          curl dnsmasq-base nginx-light)
+          curl dnsmasq-base nginx-light debhelper dpkg-dev lintian rpm)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -28,6 +28,20 @@ if [ "$n" -eq 0 ]; then echo "swift test ran no test"; failed=$((failed + 1)); f
 if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 passed=$((passed + n - bad)); failed=$((failed + bad))
 
+# The Debian package, built once (release build, lintian): the two-node test bed installs it
+# in its nodes with dpkg -i (PAIR_DEB), and Tests/System/package.sh tests it (PKG_DEB), so the
+# system tests run what users install.
+echo "== package (scripts/build-deb.sh)"
+deb_dir=$repo/.build-pkg/deb
+if deb=$(scripts/build-deb.sh "$deb_dir" 2>"$TMPDIR/build-deb.err" | tail -1) && [ -f "$deb" ]; then
+    echo "built $deb"
+    export PAIR_DEB=$deb PKG_DEB=$deb PKG_DEB_DIR=$deb_dir
+else
+    tail -30 "$TMPDIR/build-deb.err"
+    echo "the package did not build: the system tests copy the files instead"
+    failed=$((failed + 1))
+fi
+
 for t in Tests/System/*.sh; do
     case "$t" in */harness.sh) continue ;; esac
     echo "== $t"

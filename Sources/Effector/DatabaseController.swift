@@ -89,8 +89,15 @@ public struct ReplicationDetails: Sendable, Equatable {
     public var lagSeconds: Double
     /// Primary: the slot kept for the peer if it exists ("" if not). Standby: its `primary_slot_name`.
     public var slot: String
+    /// Primary: when the peer's replication connection started (CLOCK_REALTIME µs, 0 = none):
+    /// a connection of a standby that crashed lingers until wal_sender_timeout.
+    public var connectedSinceUSec: UInt64
 
-    public init(state: String? = nil, syncState: String? = nil, synchronousStandbyNames: String = "", lagSeconds: Double = 0, slot: String = "") {
+    public init(
+        state: String? = nil, syncState: String? = nil, synchronousStandbyNames: String = "", lagSeconds: Double = 0, slot: String = "",
+        connectedSinceUSec: UInt64 = 0
+    ) {
+        self.connectedSinceUSec = connectedSinceUSec
         self.state = state
         self.syncState = syncState
         self.synchronousStandbyNames = synchronousStandbyNames
@@ -290,19 +297,21 @@ public final class DatabaseController: Sendable {
                        (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'),
                        current_setting('synchronous_standby_names'),
                        r.state, r.sync_state, coalesce(extract(epoch FROM r.replay_lag), 0)::float8,
-                       coalesce((SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $2), '')
+                       coalesce((SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $2), ''),
+                       (extract(epoch FROM r.backend_start) * 1000000)::bigint
                 FROM (SELECT 1) AS one
-                LEFT JOIN LATERAL (SELECT state, sync_state, replay_lag FROM pg_stat_replication
+                LEFT JOIN LATERAL (SELECT state, sync_state, replay_lag, backend_start FROM pg_stat_replication
                                    WHERE lower(application_name) = lower($1)
                                    ORDER BY state = 'streaming' DESC LIMIT 1) AS r ON true
                 """, [peer, DatabaseSettings.slotName(for: peer)]).first ?? []
-            guard row.count == 9, let lsn = row[0].flatMap(Self.parseLSN), let walFile = row[1],
+            guard row.count == 10, let lsn = row[0].flatMap(Self.parseLSN), let walFile = row[1],
                 let timeline = UInt32(walFile.prefix(8), radix: 16)
             else { throw PostgresError(message: "unexpected answer to the primary status query: \(row)") }
             let lag = row[2].flatMap { Int64($0) }.map { UInt64(max(0, $0)) } ?? 0
             let replication = ReplicationDetails(
                 state: row[5], syncState: row[6], synchronousStandbyNames: row[4] ?? "",
-                lagSeconds: row[7].flatMap { Double($0) } ?? 0, slot: peerName == nil ? "" : row[8] ?? "")
+                lagSeconds: row[7].flatMap { Double($0) } ?? 0, slot: peerName == nil ? "" : row[8] ?? "",
+                connectedSinceUSec: row[9].flatMap { UInt64($0) } ?? 0)
             return DatabaseStatus(role: .primary, lsn: lsn, timeline: timeline, replicationLagBytes: lag,
                                   streaming: (row[3].flatMap { Int($0) } ?? 0) > 0, replication: replication)
         }

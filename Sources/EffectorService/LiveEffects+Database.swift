@@ -73,11 +73,13 @@ struct PostgresDatabase: DatabaseEffects {
     }
 
     static func snapshot(_ status: DatabaseStatus) -> DatabaseSnapshot {
-        DatabaseSnapshot(
+        var snapshot = DatabaseSnapshot(
             role: status.role.rawValue, lsn: status.lsn, timeline: status.timeline,
             replicationLagBytes: status.replicationLagBytes, replicationState: status.replication.state ?? "",
             syncState: status.replication.syncState ?? "", synchronousStandbyNames: status.replication.synchronousStandbyNames,
             replicationLagSeconds: status.replication.lagSeconds, replicationSlot: status.replication.slot)
+        snapshot.replicationStartedUSec = status.replication.connectedSinceUSec
+        return snapshot
     }
 
     static func effectorError(_ error: DatabaseError) -> EffectorError {

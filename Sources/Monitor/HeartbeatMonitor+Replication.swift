@@ -12,12 +12,21 @@ extension HeartbeatMonitor {
     /// This node is active and its database is the primary.
     var isActivePrimary: Bool { role == .active && effector.reachable && effector.databaseRole == "primary" }
 
+    /// The peer's replication connection as the primary reports it, if it is a live one: not
+    /// while the peer is dead, and not one that started before the peer came back (a crashed
+    /// standby's connection stays "streaming" on the primary until wal_sender_timeout).
+    var liveWalSenderState: String? {
+        guard tracker.state != .dead, let state = effector.replicationState else { return nil }
+        guard effector.replicationStartedUSec >= peerBackSinceUSec else { return nil }
+        return state
+    }
+
     /// What the heartbeats say to the peer: our primary waits for its standby on every commit.
     var peerHasEveryCommit: Bool {
         guard let replicationGuard, let names = effector.synchronousStandbyNames else { return false }
         return replicationGuard.peerHasEveryCommit(
             activePrimary: isActivePrimary, synchronousStandbyNames: names, syncState: effector.syncState,
-            walSenderState: tracker.state == .dead ? nil : effector.replicationState)
+            walSenderState: liveWalSenderState)
     }
 
     /// The Synchronous property: "sync" (commits wait for the standby), "async" (the standby
@@ -32,7 +41,7 @@ extension HeartbeatMonitor {
             guard effector.reachable, effector.databaseRole == "primary", let names = effector.synchronousStandbyNames else { return "unknown" }
             // A dead peer's connection can linger on the primary (no FIN from a crashed node)
             // until wal_sender_timeout: it does not count as a connected standby.
-            let connected = effector.replicationState != nil && tracker.state != .dead
+            let connected = liveWalSenderState != nil
             if replicationGuard.peerHasEveryCommit(
                 activePrimary: true, synchronousStandbyNames: names, syncState: effector.syncState,
                 walSenderState: connected ? effector.replicationState : nil)
@@ -68,7 +77,7 @@ extension HeartbeatMonitor {
         }
         guard var replicationGuard, !settingSynchronous, let names = effector.synchronousStandbyNames else { return }
         let observation = ReplicationGuard.Observation(
-            walSenderState: effector.replicationState, lagBytes: effector.lagBytes, synchronousStandbyNames: names)
+            walSenderState: liveWalSenderState, lagBytes: effector.lagBytes, synchronousStandbyNames: names)
         let decision = replicationGuard.decide(
             activePrimary: isActivePrimary, peerState: tracker.state, observation: observation, now: MonotonicInstant(loop.now))
         self.replicationGuard = replicationGuard

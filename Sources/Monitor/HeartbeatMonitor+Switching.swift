@@ -26,6 +26,8 @@ struct EffectorView {
     var syncState: String?
     var lagBytes: UInt64 = 0
     var synchronousStandbyNames: String?
+    /// Primary: when the peer's replication connection started (CLOCK_REALTIME µs).
+    var replicationStartedUSec: UInt64 = 0
 }
 
 extension HeartbeatMonitor {
@@ -312,6 +314,7 @@ extension HeartbeatMonitor {
                 effector.lsn = properties[Effector1.Property.databaseLSN]?.uint64
                 effector.databaseRole = properties[Effector1.Property.databaseRole]?.string
                 effector.replicationState = properties[Effector1.Property.replicationState]?.string.flatMap { $0.isEmpty ? nil : $0 }
+                effector.replicationStartedUSec = properties[Effector1.Property.replicationStartedUSec]?.uint64 ?? 0
                 effector.syncState = properties[Effector1.Property.syncState]?.string.flatMap { $0.isEmpty ? nil : $0 }
                 effector.lagBytes = properties[Effector1.Property.replicationLagBytes]?.uint64 ?? 0
                 effector.synchronousStandbyNames = properties[Effector1.Property.synchronousStandbyNames]?.string

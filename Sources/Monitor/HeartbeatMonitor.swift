@@ -39,6 +39,9 @@ public final class HeartbeatMonitor {
     var settingSynchronous = false
     /// What the Synchronous property last said, to signal changes only.
     var lastSynchronous = ""
+    /// When (CLOCK_REALTIME µs) the peer last came back from dead: a replication
+    /// connection older than that is a dead standby's, lingering until wal_sender_timeout.
+    var peerBackSinceUSec: UInt64 = 0
     /// Pings cluster.tie_breakers (unprivileged ICMP echo); nil before start.
     var tieBreaker: TieBreakerProbe?
     /// The last refusal logged by the automatic decision, so it is logged once, not per heartbeat.
@@ -254,6 +257,8 @@ public final class HeartbeatMonitor {
         for event in events {
             switch event {
             case .stateChanged(let old, let new):
+                // (Not from unknown: at our own start the standby's connection may well be older.)
+                if new == .alive && old == .dead { peerBackSinceUSec = wallClockMicroseconds() }
                 logger.notice(
                     "peer state changed",
                     metadata: [

@@ -340,28 +340,49 @@ UNIT
 }
 
 # pair__boot_node DIR a|b BINDIR
+# With PAIR_DEB (a kusu-ha .deb, e.g. from scripts/build-deb.sh) kusu-ha is installed
+# in each node with dpkg -i, as users install it; otherwise its files are copied from
+# BINDIR and the tree to where the package puts them.
 pair__boot_node() {
     local dir=$1 n=$2 bin=$3 repo=$TB_REPO name
+    local -a files=()
     name=$(pair_node "$n")
+    if [ -z "${PAIR_DEB:-}" ]; then
+        files=(
+            "$bin/kusu-effectord:/usr/sbin/kusu-effectord"
+            "$bin/kusu-hbd:/usr/sbin/kusu-hbd"
+            "$bin/kusu-ha:/usr/bin/kusu-ha"
+            "$repo/dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf"
+            "$repo/dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service"
+            "$repo/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf"
+            "$repo/polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy"
+            "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules"
+            "$repo/systemd/kusu-ha.catalog:/usr/lib/systemd/catalog/kusu-ha.catalog"
+        )
+    else
+        # The package's units, not copies in the node's runtime unit directory.
+        rm -f "$dir/units/kusu-hbd.service" "$dir/units/kusu-hbd.socket" "$dir/units/kusu-effectord.service"
+    fi
+    # The shared key is in place before the package's postinst, which then keeps it.
     node_boot "$name" "$(tb_ns "$n")" "$dir/units" \
-        "$bin/kusu-effectord:/usr/sbin/kusu-effectord" \
-        "$bin/kusu-hbd:/usr/sbin/kusu-hbd" \
-        "$bin/kusu-ha:/usr/bin/kusu-ha" \
+        "${files[@]}" \
         "$dir/kusu-ha.toml:/etc/kusu-ha/kusu-ha.toml" \
         "$TB_DIR/authkey:/etc/kusu-ha/authkey" \
         "$dir/www/index.txt:/srv/kusu-www/index.txt" \
         "$dir/www/pxelinux.0:/srv/tftp/pxelinux.0" \
         "$dir/dnsmasq.conf:/etc/kusu-ha-test/dnsmasq.conf" \
         "$dir/nginx-site:/etc/nginx/sites-enabled/default" \
-        "$repo/dbus/org.kusu.Effector1.conf:/usr/share/dbus-1/system.d/org.kusu.Effector1.conf" \
-        "$repo/dbus/org.kusu.Effector1.service:/usr/share/dbus-1/system-services/org.kusu.Effector1.service" \
-        "$repo/dbus/org.kusu.Heartbeat1.conf:/usr/share/dbus-1/system.d/org.kusu.Heartbeat1.conf" \
-        "$repo/polkit/org.kusu.ha.policy:/usr/share/polkit-1/actions/org.kusu.ha.policy" \
-        "$repo/polkit/org.kusu.ha.rules:/usr/share/polkit-1/rules.d/60-kusu-ha.rules" \
-        "$repo/systemd/kusu-ha.catalog:/usr/lib/systemd/catalog/kusu-ha.catalog" \
         ${PAIR_EXTRA_FILES:-} || return 1
     pair_log "$n (${PAIR_NAME[$n]}) booted in ${NODE_BOOT_MS} ms"
     pair_exec "$n" sh -c 'chown kusu-ha:kusu-ha /etc/kusu-ha/authkey && chmod 0400 /etc/kusu-ha/authkey' || return 1
+    if [ -n "${PAIR_DEB:-}" ]; then
+        local t0; t0=$(node_now_ms)
+        pair_exec "$n" sh -c "cat >/root/kusu-ha.deb" <"$PAIR_DEB" || return 1
+        # --force-confold: keep the test bed's kusu-ha.toml (placed before) over the example.
+        pair_exec "$n" env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /root/kusu-ha.deb >"$TB_DIR/dpkg-$n.log" 2>&1 ||
+            { pair_log "dpkg -i failed on $n: $(tail -3 "$TB_DIR/dpkg-$n.log")"; return 1; }
+        pair_log "$n: kusu-ha installed with dpkg -i in $(( $(node_now_ms) - t0 )) ms"
+    fi
     # Pick up the bus policies and the activation file copied in before boot; index the catalog.
     pair_exec "$n" journalctl --update-catalog
     pair_exec "$n" systemctl reload dbus.service
