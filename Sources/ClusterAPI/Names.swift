@@ -89,7 +89,7 @@ public enum Effector1 {
         public static let replicationLagSeconds = "ReplicationLagSeconds"
         public static let replicationSlot = "ReplicationSlot"
         public static let progress = "Progress"
-        public static let replicationStartedUSec = "ReplicationStartedUSec"
+        public static let replicationLastReplyUSec = "ReplicationLastReplyUSec"
     }
 
     /// Named errors (org.kusu.Effector1.Error.*).

@@ -89,15 +89,16 @@ public struct ReplicationDetails: Sendable, Equatable {
     public var lagSeconds: Double
     /// Primary: the slot kept for the peer if it exists ("" if not). Standby: its `primary_slot_name`.
     public var slot: String
-    /// Primary: when the peer's replication connection started (CLOCK_REALTIME µs, 0 = none):
-    /// a connection of a standby that crashed lingers until wal_sender_timeout.
-    public var connectedSinceUSec: UInt64
+    /// Primary: the last sign of life of the peer's replication connection — its last reply
+    /// (pg_stat_replication.reply_time), or its start — CLOCK_REALTIME µs, 0 = none: the
+    /// connection of a standby that crashed lingers until wal_sender_timeout.
+    public var lastReplyUSec: UInt64
 
     public init(
         state: String? = nil, syncState: String? = nil, synchronousStandbyNames: String = "", lagSeconds: Double = 0, slot: String = "",
-        connectedSinceUSec: UInt64 = 0
+        lastReplyUSec: UInt64 = 0
     ) {
-        self.connectedSinceUSec = connectedSinceUSec
+        self.lastReplyUSec = lastReplyUSec
         self.state = state
         self.syncState = syncState
         self.synchronousStandbyNames = synchronousStandbyNames
@@ -298,9 +299,9 @@ public final class DatabaseController: Sendable {
                        current_setting('synchronous_standby_names'),
                        r.state, r.sync_state, coalesce(extract(epoch FROM r.replay_lag), 0)::float8,
                        coalesce((SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $2), ''),
-                       (extract(epoch FROM r.backend_start) * 1000000)::bigint
+                       (extract(epoch FROM coalesce(greatest(r.reply_time, r.backend_start), r.backend_start)) * 1000000)::bigint
                 FROM (SELECT 1) AS one
-                LEFT JOIN LATERAL (SELECT state, sync_state, replay_lag, backend_start FROM pg_stat_replication
+                LEFT JOIN LATERAL (SELECT state, sync_state, replay_lag, backend_start, reply_time FROM pg_stat_replication
                                    WHERE lower(application_name) = lower($1)
                                    ORDER BY state = 'streaming' DESC LIMIT 1) AS r ON true
                 """, [peer, DatabaseSettings.slotName(for: peer)]).first ?? []
@@ -311,7 +312,7 @@ public final class DatabaseController: Sendable {
             let replication = ReplicationDetails(
                 state: row[5], syncState: row[6], synchronousStandbyNames: row[4] ?? "",
                 lagSeconds: row[7].flatMap { Double($0) } ?? 0, slot: peerName == nil ? "" : row[8] ?? "",
-                connectedSinceUSec: row[9].flatMap { UInt64($0) } ?? 0)
+                lastReplyUSec: row[9].flatMap { UInt64($0) } ?? 0)
             return DatabaseStatus(role: .primary, lsn: lsn, timeline: timeline, replicationLagBytes: lag,
                                   streaming: (row[3].flatMap { Int($0) } ?? 0) > 0, replication: replication)
         }

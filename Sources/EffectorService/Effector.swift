@@ -61,7 +61,7 @@ public final class Effector {
         case databaseTimeline = "DatabaseTimeline", units = "Units", busy = "Busy", lastOperation = "LastOperation"
         case replicationState = "ReplicationState", syncState = "SyncState", synchronousStandbyNames = "SynchronousStandbyNames"
         case replicationLagSeconds = "ReplicationLagSeconds", replicationSlot = "ReplicationSlot", progress = "Progress"
-        case replicationStartedUSec = "ReplicationStartedUSec"
+        case replicationLastReplyUSec = "ReplicationLastReplyUSec"
     }
 
     public let configuration: Configuration
@@ -448,7 +448,7 @@ public final class Effector {
         if snapshot.synchronousStandbyNames != databaseState.synchronousStandbyNames { changes.insert(.synchronousStandbyNames) }
         if snapshot.replicationLagSeconds != databaseState.replicationLagSeconds { changes.insert(.replicationLagSeconds) }
         if snapshot.replicationSlot != databaseState.replicationSlot { changes.insert(.replicationSlot) }
-        if snapshot.replicationStartedUSec != databaseState.replicationStartedUSec { changes.insert(.replicationStartedUSec) }
+        if snapshot.replicationLastReplyUSec != databaseState.replicationLastReplyUSec { changes.insert(.replicationLastReplyUSec) }
         databaseState = snapshot
         changed(changes)
     }

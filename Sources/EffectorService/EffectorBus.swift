@@ -149,7 +149,7 @@ public final class EffectorBus {
         iface.property(P.replicationLagSeconds, "d") { .double(effector.databaseState.replicationLagSeconds) }
         iface.property(P.replicationSlot, "s") { .string(effector.databaseState.replicationSlot) }
         iface.property(P.progress, "s") { .string(effector.progress) }
-        iface.property(P.replicationStartedUSec, "t") { .uint64(effector.databaseState.replicationStartedUSec) }
+        iface.property(P.replicationLastReplyUSec, "t") { .uint64(effector.databaseState.replicationLastReplyUSec) }
         iface.property(P.busy, "b") { .boolean(effector.busy) }
         iface.property(P.lastOperation, "(sstbs)") {
             let last = effector.lastOperation

@@ -44,8 +44,8 @@ public struct DatabaseSnapshot: Sendable, Equatable {
     public var replicationLagSeconds: Double
     /// Primary: the slot kept for the peer ("" if none); standby: its primary_slot_name.
     public var replicationSlot: String
-    /// Primary: when the peer's replication connection started (CLOCK_REALTIME µs, 0 = none).
-    public var replicationStartedUSec: UInt64 = 0
+    /// Primary: the last reply (or the start) of the peer's replication connection (CLOCK_REALTIME µs, 0 = none).
+    public var replicationLastReplyUSec: UInt64 = 0
 
     public init(
         role: String, lsn: UInt64 = 0, timeline: UInt32 = 0, replicationLagBytes: UInt64 = 0, replicationState: String = "",

@@ -78,7 +78,7 @@ struct PostgresDatabase: DatabaseEffects {
             replicationLagBytes: status.replicationLagBytes, replicationState: status.replication.state ?? "",
             syncState: status.replication.syncState ?? "", synchronousStandbyNames: status.replication.synchronousStandbyNames,
             replicationLagSeconds: status.replication.lagSeconds, replicationSlot: status.replication.slot)
-        snapshot.replicationStartedUSec = status.replication.connectedSinceUSec
+        snapshot.replicationLastReplyUSec = status.replication.lastReplyUSec
         return snapshot
     }
 

@@ -13,11 +13,12 @@ extension HeartbeatMonitor {
     var isActivePrimary: Bool { role == .active && effector.reachable && effector.databaseRole == "primary" }
 
     /// The peer's replication connection as the primary reports it, if it is a live one: not
-    /// while the peer is dead, and not one that started before the peer came back (a crashed
-    /// standby's connection stays "streaming" on the primary until wal_sender_timeout).
+    /// while the peer is dead, and not one silent since before the peer came back (a crashed
+    /// standby's connection stays "streaming" on the primary until wal_sender_timeout; a live
+    /// standby replies at least every wal_receiver_status_interval).
     var liveWalSenderState: String? {
         guard tracker.state != .dead, let state = effector.replicationState else { return nil }
-        guard effector.replicationStartedUSec >= peerBackSinceUSec else { return nil }
+        guard effector.replicationLastReplyUSec >= peerBackSinceUSec else { return nil }
         return state
     }
 

@@ -26,8 +26,8 @@ struct EffectorView {
     var syncState: String?
     var lagBytes: UInt64 = 0
     var synchronousStandbyNames: String?
-    /// Primary: when the peer's replication connection started (CLOCK_REALTIME µs).
-    var replicationStartedUSec: UInt64 = 0
+    /// Primary: the last reply (or the start) of the peer's replication connection (CLOCK_REALTIME µs).
+    var replicationLastReplyUSec: UInt64 = 0
 }
 
 extension HeartbeatMonitor {
@@ -314,7 +314,7 @@ extension HeartbeatMonitor {
                 effector.lsn = properties[Effector1.Property.databaseLSN]?.uint64
                 effector.databaseRole = properties[Effector1.Property.databaseRole]?.string
                 effector.replicationState = properties[Effector1.Property.replicationState]?.string.flatMap { $0.isEmpty ? nil : $0 }
-                effector.replicationStartedUSec = properties[Effector1.Property.replicationStartedUSec]?.uint64 ?? 0
+                effector.replicationLastReplyUSec = properties[Effector1.Property.replicationLastReplyUSec]?.uint64 ?? 0
                 effector.syncState = properties[Effector1.Property.syncState]?.string.flatMap { $0.isEmpty ? nil : $0 }
                 effector.lagBytes = properties[Effector1.Property.replicationLagBytes]?.uint64 ?? 0
                 effector.synchronousStandbyNames = properties[Effector1.Property.synchronousStandbyNames]?.string
