@@ -116,7 +116,7 @@ extension ClusterStatus {
         case "synchronised": return "synchronised \(age(tree.lastSuccessUSec, now: now))"
         case "failed": return "FAILED \(age(tree.lastAttemptUSec, now: now)): \(tree.message); \(copy)"
         case "paused": return "paused: \(tree.message)" + (tree.lastSuccessUSec == 0 ? "" : "; \(copy)")
-        case "pending": return "not synchronised yet" + (tree.lastSuccessUSec == 0 ? "" : "; \(copy)")
+        case "pending": return tree.lastSuccessUSec == 0 ? "not synchronised yet" : "pulling again; \(copy)"
         case "not-pulled": return "not pulled here (pull = false)"
         default: return "\(tree.state): \(tree.message)"
         }
