@@ -74,9 +74,15 @@ pair_crash a
 # Probes from the client, each until it first succeeds (bounded by tb_poll's deadline).
 http_ok() { ip netns exec "$(tb_ns c)" curl -s --max-time 0.3 -o /dev/null "http://$PAIR_VIP/index.txt"; }
 write_ok() { PAIR_WRITE_TIMEOUT=0.3 pair_client_write demo-probe >/dev/null; }
-tb_poll 30 http_ok; t_http=$(date +%s%N)
-tb_poll 30 write_ok; t_db=$(date +%s%N)
-tb_poll 30 pair_client_tftp_ok; t_tftp=$(date +%s%N)
+tftp_ok() { PAIR_TFTP_TIMEOUT=0.3 pair_client_tftp_ok; }
+# The three probes run side by side, each noting when it first succeeded.
+for probe in http_ok write_ok tftp_ok; do
+    ( tb_poll 30 "$probe"; date +%s%N >"$W/$probe.t" ) &
+    tb_track $!
+done
+first_success() { [ -s "$W/$1.t" ]; }
+for probe in http_ok write_ok tftp_ok; do tb_poll 35 first_success "$probe"; done
+t_http=$(cat "$W/http_ok.t"); t_db=$(cat "$W/write_ok.t"); t_tftp=$(cat "$W/tftp_ok.t")
 tb_poll 10 pair_prop_is b Role active || true
 pair_writer_stop
 echo

@@ -412,7 +412,7 @@ pair_units_state() { pair_exec "$1" systemctl is-active "${PAIR_UNITS[@]}" | tr 
 pair__units_active() { [ "$(pair_units_state "$1")" = "active active " ]; }
 
 # pair_client_tftp — fetch the boot loader over TFTP from the floating address (client namespace).
-pair_client_tftp() { ip netns exec "$(tb_ns c)" curl -s --max-time 2 "tftp://$PAIR_VIP/pxelinux.0" 2>/dev/null; }
+pair_client_tftp() { ip netns exec "$(tb_ns c)" curl -s --max-time "${PAIR_TFTP_TIMEOUT:-2}" "tftp://$PAIR_VIP/pxelinux.0" 2>/dev/null; }
 pair_client_tftp_ok() { [ "$(pair_client_tftp)" = "kusu boot loader stand-in" ]; }
 # pair_client_dhcp — a DHCPDISCOVER from the client namespace; prints "OFFER ADDRESS SERVER"
 # (the server identifier is the active node's own address on the service network).
