@@ -19,15 +19,18 @@
 # Source scripts/lib/testbed.sh first and call tb_init (the trap ends every process
 # recorded by tb_track and deletes every namespace in TB_NETNS). Then:
 #   ka_network                        the namespaces above
-#   ka_start NODE ADVERT_INT [VERSION] keepalived in node a or b (VERSION 2 or 3; 3 for
-#                                     fractional advert_int: centiseconds)
+#   ka_start NODE ADVERT_INT [VERSION] [READER_S] [ADVERT_INT2]
+#                                     keepalived in node a or b (VERSION 2 or 3; 3 for
+#                                     fractional advert_int, in centiseconds, 0.01 at least);
+#                                     ADVERT_INT2: a second instance VI_SECOND (router id 52,
+#                                     198.18.0.101) in the same daemon
 #   ka_wait_stable SECONDS            a MASTER holding the address, b BACKUP
-#   ka_crash a                        ka_links_down a (its links dark at the switch in one
+#   ka_last_state / ka_state_is / ka_transitions NODE ... [INSTANCE]   from the FIFO log
+#   ka_crash NODE                     ka_links_down NODE (its links dark at the switch in one
 #                                     `ip -batch`; KA_T0_NS/KA_T1_NS: just before and after),
-#                                     then ka_kill a (kill -9 of its keepalived processes)
+#                                     then ka_kill NODE (kill -9 of its keepalived processes)
 #   ka_stop NODE                      SIGTERM, bounded wait, then SIGKILL; its address dropped
 #   ka_reset                          both stopped, links up, the address nowhere
-#   ka_transitions NODE STATE         how many times NODE entered STATE
 
 KA_VIP=198.18.0.100
 KA_VRID=51
@@ -93,9 +96,11 @@ with open(out, "a", buffering=1) as f:
 PY
 }
 
-# ka_config NODE ADVERT_INT VERSION — the node's keepalived.conf.
+# ka_config NODE ADVERT_INT VERSION [ADVERT_INT2] — the node's keepalived.conf: VI_KUSU
+# (virtual_router_id 51, 198.18.0.100); with ADVERT_INT2 a second instance VI_SECOND
+# (virtual_router_id 52, 198.18.0.101) in the same daemon, for watching two settings at once.
 ka_config() {
-    local n=$1 advert=$2 version=$3 state=BACKUP
+    local n=$1 advert=$2 version=$3 advert2=${4:-} state=BACKUP
     [ "$n" = a ] && state=MASTER
     cat <<CONF
 global_defs {
@@ -103,24 +108,32 @@ global_defs {
     notify_fifo $KDIR/$n.fifo
     vrrp_version $version
 }
-vrrp_instance VI_KUSU {
-    state $state
+CONF
+    ka__instance VI_KUSU "$KA_VRID" "$KA_VIP" "$state" "${KA_PRIO[$n]}" "$advert"
+    [ -z "$advert2" ] || ka__instance VI_SECOND $((KA_VRID + 1)) "${KA_VIP%.*}.101" "$state" "${KA_PRIO[$n]}" "$advert2"
+}
+
+ka__instance() {
+    cat <<CONF
+vrrp_instance $1 {
+    state $4
     interface eth0
-    virtual_router_id $KA_VRID
-    priority ${KA_PRIO[$n]}
-    advert_int $advert
+    virtual_router_id $2
+    priority $5
+    advert_int $6
     virtual_ipaddress {
-        $KA_VIP/24 dev eth0
+        $3/24 dev eth0
     }
 }
 CONF
 }
 
-# ka_start NODE ADVERT_INT [VERSION=2] [READER_SECONDS=3600] — keepalived (VRRP only) in the node.
+# ka_start NODE ADVERT_INT [VERSION=2] [READER_SECONDS=3600] [ADVERT_INT2] — keepalived
+# (VRRP only) in the node; ADVERT_INT2: a second instance (see ka_config).
 ka_start() {
-    local n=$1 advert=$2 version=${3:-2} seconds=${4:-3600} d
+    local n=$1 advert=$2 version=${3:-2} seconds=${4:-3600} advert2=${5:-} d
     d="$KDIR/$n"; mkdir -p "$d"
-    ka_config "$n" "$advert" "$version" >"$KDIR/$n.conf"
+    ka_config "$n" "$advert" "$version" "$advert2" >"$KDIR/$n.conf"
     rm -f "$d"/*.pid
     rm -f "$KDIR/$n.fifo"; mkfifo -m 0600 "$KDIR/$n.fifo" || return 1
     : >"$KDIR/$n.states"
@@ -137,12 +150,18 @@ ka_start() {
     tb_track "$(cat "$d/vrrp.pid")"
 }
 
-# ka_last_state NODE — the last state NODE's keepalived reported (MASTER, BACKUP, FAULT, STOP), or none.
-ka_last_state() { awk '$2 == "INSTANCE" { s = $4 } END { print (s == "" ? "none" : s) }' "$KDIR/$1.states" 2>/dev/null; }
-ka_state_is() { [ "$(ka_last_state "$1")" = "$2" ]; }
+# ka_last_state NODE [INSTANCE=VI_KUSU] — the last state the instance reported (MASTER,
+# BACKUP, FAULT, STOP), or none.
+ka_last_state() {
+    awk -v i="\"${2:-VI_KUSU}\"" '$2 == "INSTANCE" && $3 == i { s = $4 } END { print (s == "" ? "none" : s) }' "$KDIR/$1.states" 2>/dev/null
+}
+ka_state_is() { [ "$(ka_last_state "$1" "${3:-VI_KUSU}")" = "$2" ]; }
 
-# ka_transitions NODE STATE — how many times NODE's instance entered STATE.
-ka_transitions() { awk -v s="$2" '$2 == "INSTANCE" && $4 == s { n++ } END { print n + 0 }' "$KDIR/$1.states" 2>/dev/null; }
+# ka_transitions NODE STATE [INSTANCE=VI_KUSU] [AFTER_NS=0] — how many times the instance entered STATE.
+ka_transitions() {
+    awk -v s="$2" -v i="\"${3:-VI_KUSU}\"" -v t="${4:-0}" '$2 == "INSTANCE" && $3 == i && $4 == s && $1 > t { n++ } END { print n + 0 }' \
+        "$KDIR/$1.states" 2>/dev/null
+}
 
 ka_holds() { ip -n "$(ka_ns "$1")" -4 addr show dev eth0 2>/dev/null | grep -q "inet $KA_VIP/"; }
 ka__client_sees_vip() { ip netns exec "$(ka_ns c)" ping -c1 -W1 -q "$KA_VIP" >/dev/null 2>&1; }

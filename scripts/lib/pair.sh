@@ -31,6 +31,7 @@
 #   PAIR_EXTRA_TOML   TOML lines appended to both nodes' kusu-ha.toml (e.g. [[sync]]
 #                     entries; a [database] key goes through PAIR_DATABASE_TOML).
 #   PAIR_DATABASE_TOML  extra keys of [database] (e.g. 'synchronous = "strict"').
+#   PAIR_CLUSTER_TOML   extra keys of [cluster] (e.g. timings: interval_ms = 50 ...).
 #   PAIR_EXTRA_FILES  "SRC:DEST ..." copied into both nodes before boot.
 #   PAIR_EXTRA_UNITS  unit files (paths) copied into both nodes' unit directory.
 #
@@ -242,6 +243,7 @@ name = "kusu"
 node = "${PAIR_NAME[$n]}"
 auth_key_file = "/etc/kusu-ha/authkey"
 tie_breakers = ["198.18.0.1"]
+${PAIR_CLUSTER_TOML:-}
 
 [[nodes]]
 name = "installer"

@@ -59,9 +59,13 @@ tb_network() {
     local sw; sw=$(tb_ns sw)
     ip netns add "$sw"; TB_NETNS+=("$sw")
     ip -n "$sw" link set lo up
+    local i=0
     for br in br0 br1 br2; do
-        ip -n "$sw" link add "$br" type bridge
+        # A fixed MAC: a bridge otherwise takes its lowest port's, which changes when a
+        # namespace joins or leaves — and br0's is the tie-breaker's, cached by the nodes.
+        ip -n "$sw" link add "$br" address "02:6b:75:73:75:0$i" type bridge
         ip -n "$sw" link set "$br" up
+        i=$((i + 1))
     done
     # The tie-breaker: an address the switch itself answers pings on (service network).
     ip -n "$sw" addr add 198.18.0.1/24 dev br0
