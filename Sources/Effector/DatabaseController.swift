@@ -434,8 +434,8 @@ public enum StandbySetup {
                 guard getuid() == 0 else {
                     throw DatabaseError(.rejoinFailed, "pg_rewind must run as the owner of \(dataDirectory) (uid \(owner.uid)) or as root")
                 }
-                command = ["/usr/bin/setpriv", "--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--init-groups", "--"] + command
             }
+            command = asOwner(command, owner)
             let result: SubprocessResult
             do { result = try runSubprocess(command, timeout: rewindTimeout) } catch {
                 throw DatabaseError(error.timedOut ? .timeout : .rejoinFailed, "pg_rewind of \(dataDirectory): \(error.message)")
@@ -480,13 +480,7 @@ public enum StandbySetup {
     /// Connects as we are (root in the daemon), with the data directory owner's ~/.pgpass when the
     /// conninfo names no passfile, since pg_rewind itself runs as that owner.
     static func checkpointIfTimelineNotInControlFile(_ primaryConninfo: String, ownerUID: uid_t) throws(DatabaseError) {
-        var conninfo = primaryConninfo
-        if !conninfo.contains("://") && !conninfo.contains("passfile"), getuid() != ownerUID,
-            let entry = getpwuid(ownerUID), let home = entry.pointee.pw_dir
-        {
-            let passfile = String(cString: home) + "/.pgpass"
-            if access(passfile, R_OK) == 0 { conninfo += " passfile=" + PostgresConnection.quote(passfile) }
-        }
+        let conninfo = withOwnerPassfile(primaryConninfo, ownerUID: ownerUID)
         let failure = { (message: String) in
             DatabaseError(.rejoinFailed, "cannot prepare the new primary (\(primaryConninfo)) for pg_rewind: \(message)")
         }

@@ -188,6 +188,12 @@ extension StandbySetup {
         }
     }
 
+    /// `command` run as the data directory's owner: through setpriv when we are someone else (root).
+    static func asOwner(_ command: [String], _ owner: (uid: uid_t, gid: gid_t)) -> [String] {
+        guard getuid() != owner.uid else { return command }
+        return ["/usr/bin/setpriv", "--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--init-groups", "--"] + command
+    }
+
     /// `conninfo` plus passfile=<owner's ~/.pgpass> when it has none and we are not the owner.
     static func withOwnerPassfile(_ conninfo: String, ownerUID: uid_t) -> String {
         guard !conninfo.contains("://"), !conninfo.contains("passfile"), getuid() != ownerUID,
@@ -228,9 +234,7 @@ extension StandbySetup {
             postgresBinDirectory + "/pg_basebackup", "--pgdata=\(dataDirectory)", "--dbname=\(primaryConninfo)",
             "--wal-method=stream", "--checkpoint=fast", "--slot=\(slot)", "--progress", "--no-password",
         ]
-        if getuid() != owner.uid {
-            command = ["/usr/bin/setpriv", "--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--init-groups", "--"] + command
-        }
+        command = asOwner(command, owner)
         var lastShown = -1
         let result: SubprocessResult
         do {

@@ -3,6 +3,7 @@
 // keep writing. Run off the event loop with a deadline; exit status 0 is success.
 import DBusKit
 import Glibc
+import SystemSupport
 
 enum Fencing {
     /// Runs `command` (argv; the first element an absolute path), stdin/stdout/stderr on
@@ -16,13 +17,7 @@ enum Fencing {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        resetSignals(of: &attributes, newProcessGroup: false)
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var environment: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]

@@ -4,6 +4,7 @@ import DBusKit
 import FileSync
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 struct RsyncProcess {
@@ -40,14 +41,7 @@ struct RsyncProcess {
         defer { posix_spawnattr_destroy(&attributes) }
         // The loop blocks SIGTERM & co. for its signalfd: the child gets a clean mask and
         // default dispositions, and its own process group (so that a kill reaches its helpers).
-        var none = sigset_t()
-        sigemptyset(&none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        resetSignals(of: &attributes, newProcessGroup: true)
         var cArgv: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for p in cArgv { free(p) } }
         // English messages (they go into the status and the journal), nothing inherited.
