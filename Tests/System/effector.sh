@@ -122,8 +122,10 @@ t_eq "removing it again succeeds (idempotent)" "$(as root call $E $P $E RemoveAd
 # --- takeover by the monitor's user, watched from the client namespace ---------------
 A=$(tb_ns a)
 ip -n "$A" neigh replace 198.18.0.100 lladdr 02:00:00:00:00:99 dev eth0 nud stale
-ip netns exec "$A" tcpdump -i eth0 -n -l -e arp >"$W/arp.log" 2>/dev/null &
+ip netns exec "$A" tcpdump -i eth0 -n -l -e arp >"$W/arp.log" 2>"$W/arp.err" &
 tb_track $!
+# tcpdump says "listening on" once its capture is open: before that, packets are missed.
+tb_poll 10 grep -q 'listening on' "$W/arp.err" || t_fail "tcpdump started on the client" "$(cat "$W/arp.err")"
 dbus-monitor --address "$(node_bus "$NODE")" --monitor "type='signal',path='$P',member='PropertiesChanged'" >"$W/props.log" 2>&1 &
 tb_track $!
 tb_poll 5 grep -q 'member=NameAcquired\|member=NameLost' "$W/props.log"
@@ -140,8 +142,8 @@ if tb_poll 3 bash -c "ip -n $A neigh show 198.18.0.100 | grep -qi '$node_mac'"; 
 else
     t_fail "gratuitous ARP updated the client" "$(ip -n "$A" neigh show 198.18.0.100)"
 fi
-t_check "tcpdump on the client saw the gratuitous ARP request" grep -q "Request who-has 198.18.0.100 tell 198.18.0.100" "$W/arp.log"
-t_check "tcpdump on the client saw the gratuitous ARP reply" grep -q "Reply 198.18.0.100 is-at $node_mac" "$W/arp.log"
+t_check "tcpdump on the client saw the gratuitous ARP request" tb_poll 3 grep -q "Request who-has 198.18.0.100 tell 198.18.0.100" "$W/arp.log"
+t_check "tcpdump on the client saw the gratuitous ARP reply" tb_poll 3 grep -q "Reply 198.18.0.100 is-at $node_mac" "$W/arp.log"
 t_eq "the standby was promoted (pg_is_in_recovery)" "$(in_recovery)" f
 t_eq "the promoted database accepts a write" "$(pgnode_sql "$NODE" 5434 "INSERT INTO rows (note) VALUES ('after takeover') RETURNING note")" "after takeover"
 tb_poll 3 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $E $P $E DatabaseRole)\" = 's \"primary\"' ]"
