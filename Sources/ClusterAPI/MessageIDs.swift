@@ -22,6 +22,10 @@ public enum MessageID {
     public static let replicationSynchronous = "13e1c673166d47cfa735d80190aefaa2"
     /// kusu-hbd: this node hands the active role over (switchover).
     public static let switchover = "1f63e5d8335042c19d5fb7399f857ed9"
+    /// kusu-hbd: this active node lost its service network and hands over to the standby.
+    public static let serviceLost = "751fb4573635400eadb621cb81334a6f"
+    /// kusu-hbd: the standby took over without the final LSN of a handover (the peer waited for it on every commit).
+    public static let handoverWithoutFinalLSN = "8fa8d008312042cc8438bf73ee7fd62e"
     /// kusu-hbd: a switchover failed.
     public static let switchoverFailed = "e6ef6e1b5f3a460e9676128132ea6f6c"
     /// kusu-effectord: Takeover finished: this node serves the floating addresses.

@@ -70,6 +70,8 @@ public enum Effector1 {
         public static let rejoinDatabase = "RejoinDatabase"
         public static let cloneDatabase = "CloneDatabase"
         public static let setSynchronousStandby = "SetSynchronousStandby"
+        public static let waitForReplay = "WaitForReplay"
+        public static let detachStandbys = "DetachStandbys"
         public static let startUnits = "StartUnits"
         public static let stopUnits = "StopUnits"
     }

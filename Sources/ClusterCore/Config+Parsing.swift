@@ -42,7 +42,7 @@ struct ConfigParser {
     static let sections = ["cluster", "nodes", "addresses", "database", "units", "fencing", "sync"]
     static let clusterKeys = [
         "name", "node", "auth_key_file", "port", "interval_ms", "warn_ms", "dead_ms", "auto_failover",
-        "auto_failback", "tie_breakers",
+        "auto_failback", "tie_breakers", "tie_breaker_interval_ms", "service_loss_handover",
     ]
     static let nodeKeys = ["name", "priority", "addresses"]
     static let addressKeys = ["address", "interface", "arp_count", "arp_interval_ms"]

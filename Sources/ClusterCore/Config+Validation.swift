@@ -36,6 +36,10 @@ extension ConfigParser {
         if let flag = try reader.bool("auto_failover") { settings.autoFailover = flag }
         if let flag = try reader.bool("auto_failback") { settings.autoFailback = flag }
         if let targets = try reader.addressArray("tie_breakers") { settings.tieBreakers = targets }
+        if let ms = try reader.int("tie_breaker_interval_ms", in: 100...10000, unit: " milliseconds") {
+            settings.tieBreakerInterval = .milliseconds(ms)
+        }
+        if let flag = try reader.bool("service_loss_handover") { settings.serviceLossHandover = flag }
         return settings
     }
 

@@ -71,6 +71,12 @@ public struct ClusterSettings: Sendable, Equatable {
     public var autoFailover: Bool
     public var autoFailback: Bool
     public var tieBreakers: [IPAddress]
+    /// How often the tie-breakers are pinged; one counts as reachable while it answered a ping
+    /// sent within the last three intervals.
+    public var tieBreakerInterval: Duration
+    /// The active node hands over to an in-sync standby when it cannot reach any tie-breaker
+    /// while the standby can (its service network is cut; the heartbeat links still work).
+    public var serviceLossHandover: Bool
 
     public static let defaultName = "kusu"
     public static let defaultAuthKeyFile = "/etc/kusu-ha/authkey"
@@ -86,7 +92,9 @@ public struct ClusterSettings: Sendable, Equatable {
         dead: Duration = .milliseconds(1000),
         autoFailover: Bool = true,
         autoFailback: Bool = false,
-        tieBreakers: [IPAddress] = []
+        tieBreakers: [IPAddress] = [],
+        tieBreakerInterval: Duration = .seconds(1),
+        serviceLossHandover: Bool = true
     ) {
         self.name = name
         self.node = node
@@ -98,6 +106,8 @@ public struct ClusterSettings: Sendable, Equatable {
         self.autoFailover = autoFailover
         self.autoFailback = autoFailback
         self.tieBreakers = tieBreakers
+        self.tieBreakerInterval = tieBreakerInterval
+        self.serviceLossHandover = serviceLossHandover
     }
 }
 

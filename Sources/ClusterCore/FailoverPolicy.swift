@@ -68,6 +68,20 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     case probeFailed(String)
     /// The `[fencing]` command did not succeed.
     case fencingFailed(String)
+    /// Service-loss handover: this node is not the active one.
+    case notActive(NodeRole)
+    /// Service-loss handover: `service_loss_handover = false`, or no tie-breakers to tell.
+    case serviceLossHandoverOff
+    /// Service-loss handover: this node reaches a tie-breaker, so its service network works.
+    case serviceNetworkUp
+    /// Service-loss handover: there is no standby peer that answers to hand over to.
+    case noStandby(String)
+    /// Service-loss handover: the standby cannot reach a tie-breaker either (the tie-breaker
+    /// itself, or the whole service network, may be down): moving would not help.
+    case peerCutOffToo
+    /// Service-loss handover: the primary does not wait for the standby on every commit, so
+    /// the standby may lack acknowledged transactions.
+    case peerNotInSync
 
     public var description: String {
         switch self {
@@ -88,6 +102,14 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
             "\(address) still answers from \(mac): the active node is alive on the service network"
         case .probeFailed(let why): "the floating address could not be probed: \(why)"
         case .fencingFailed(let why): "fencing the peer failed: \(why)"
+        case .notActive(let role): "this node is \(role), not active"
+        case .serviceLossHandoverOff: "service_loss_handover is off, or no tie_breakers are configured"
+        case .serviceNetworkUp: "this node reaches its tie-breakers"
+        case .noStandby(let why): why
+        case .peerCutOffToo:
+            "the peer does not reach its tie-breakers either: the tie-breaker or the whole service network may be down"
+        case .peerNotInSync:
+            "commits do not wait for the standby (replication is degraded or off): it may lack acknowledged transactions"
         }
     }
 }
@@ -196,6 +218,54 @@ public enum FailoverPolicy {
         }
         guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
         return .proceed
+    }
+
+    /// Service-loss handover, on the active node: it reaches none of its tie-breakers (its
+    /// service network is cut, so no client reaches it) while the standby hears it on a
+    /// heartbeat link, reaches its own tie-breakers, and has every acknowledged transaction
+    /// (the primary waits for it on every commit). Then the active node hands over as in a
+    /// switchover, so the service moves to the node clients can reach. An automatic action:
+    /// maintenance and automatic failover apply.
+    public static func serviceLossHandover(
+        _ inputs: SwitchingInputs, enabled: Bool, tieBreakersConfigured: Bool,
+        peerReachesTieBreaker: Bool, peerHasEveryCommit: Bool
+    ) -> SwitchVerdict {
+        guard inputs.role == .active else { return .refuse(.notActive(inputs.role)) }
+        guard enabled, tieBreakersConfigured else { return .refuse(.serviceLossHandoverOff) }
+        guard !inputs.tieBreakerReachable else { return .refuse(.serviceNetworkUp) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .alive, inputs.peerRole == .standby else {
+            return .refuse(.noStandby("the peer is \(inputs.peerState), role \(inputs.peerRole?.rawValue ?? "unknown"): no standby to hand over to"))
+        }
+        guard peerReachesTieBreaker else { return .refuse(.peerCutOffToo) }
+        if inputs.hasDatabase, !peerHasEveryCommit { return .refuse(.peerNotInSync) }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        return .proceed
+    }
+
+    /// What the standby does with its peer's handover (a switchover: the peer released the
+    /// active role and stopped its database at `finalLSN`).
+    public enum HandoverStep: Equatable, Sendable {
+        /// The final LSN is replayed: take over, nothing diverges.
+        case takeOver
+        /// The final LSN did not arrive within the grace time (the replication connection is
+        /// cut), but the peer's primary waited for this standby on every commit until it
+        /// stopped: every acknowledged transaction is here. Take over; the old primary
+        /// rejoins with pg_rewind.
+        case takeOverWithoutFinalLSN
+        /// Wait for replay (or for the grace time).
+        case wait
+    }
+
+    /// The standby's step, `waited` after it first saw the handover. `replayed`: the local
+    /// standby's replay position (nil: unknown).
+    public static func acceptHandover(
+        replayed: UInt64?, finalLSN: UInt64, peerHadEveryCommit: Bool, waited: Duration, grace: Duration
+    ) -> HandoverStep {
+        guard let replayed else { return .wait }
+        if replayed >= finalLSN { return .takeOver }
+        return peerHadEveryCommit && waited >= grace ? .takeOverWithoutFinalLSN : .wait
     }
 
     static func lagRefusal(_ inputs: SwitchingInputs) -> SwitchRefusal? {

@@ -24,6 +24,9 @@ public struct Heartbeat: Equatable, Sendable {
     /// (`synchronous_standby_names` names it and it is in sync): the receiver has every
     /// acknowledged transaction.
     public var synchronous: Bool
+    /// The sender reaches at least one of its tie-breakers (or has none configured): its
+    /// service network works.
+    public var reachesTieBreaker: Bool
     /// Chosen by the sender at start, higher than any it used before; a higher generation
     /// means the sender restarted.
     public var generation: UInt64
@@ -55,9 +58,11 @@ public struct Heartbeat: Equatable, Sendable {
         node: String,
         handover: Bool = false,
         switchoverRequested: Bool = false,
-        synchronous: Bool = false
+        synchronous: Bool = false,
+        reachesTieBreaker: Bool = false
     ) {
         self.synchronous = synchronous
+        self.reachesTieBreaker = reachesTieBreaker
         self.handover = handover
         self.switchoverRequested = switchoverRequested
         self.kind = kind

@@ -11,7 +11,8 @@ internal import Crypto
 ///      7    1  link
 ///      8    2  flags: bit 0 auto-failover, bit 1 maintenance, bit 2 handover (lsn is final),
 ///                 bit 3 switchover requested, bit 4 synchronous (the sender's primary
-///                 waits for the receiver's standby on every commit); other bits ignored
+///                 waits for the receiver's standby on every commit), bit 5 reaches
+///                 tie-breaker (the sender's service network works); other bits ignored
 ///     10    2  reserved: sent as 0, ignored
 ///     12    8  generation
 ///     20    8  sequence
@@ -42,6 +43,7 @@ public enum HeartbeatCodec {
     static let handoverFlag: UInt16 = 1 << 2
     static let switchoverRequestFlag: UInt16 = 1 << 3
     static let synchronousFlag: UInt16 = 1 << 4
+    static let tieBreakerFlag: UInt16 = 1 << 5
 
     /// The signed packet for `heartbeat`.
     ///
@@ -65,6 +67,7 @@ public enum HeartbeatCodec {
         if heartbeat.handover { flags |= handoverFlag }
         if heartbeat.switchoverRequested { flags |= switchoverRequestFlag }
         if heartbeat.synchronous { flags |= synchronousFlag }
+        if heartbeat.reachesTieBreaker { flags |= tieBreakerFlag }
         append(flags, to: &body)
         append(UInt16(0), to: &body)
         for value in [heartbeat.generation, heartbeat.sequence, heartbeat.epoch, heartbeat.lsn, heartbeat.sentAt] {
@@ -125,7 +128,7 @@ public enum HeartbeatCodec {
                 generation: generation, sequence: sequence, epoch: epoch, lsn: lsn, sentAt: sentAt,
                 cluster: clusterName, node: nodeName,
                 handover: flags & handoverFlag != 0, switchoverRequested: flags & switchoverRequestFlag != 0,
-                synchronous: flags & synchronousFlag != 0
+                synchronous: flags & synchronousFlag != 0, reachesTieBreaker: flags & tieBreakerFlag != 0
             )
         )
     }

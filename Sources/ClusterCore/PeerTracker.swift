@@ -87,6 +87,8 @@ public struct PeerTracker: Sendable, Equatable {
     public private(set) var peerHandover = false
     /// The peer's primary waits for our standby on every commit (as it last said).
     public private(set) var peerWaitsForUs = false
+    /// The peer reaches one of its tie-breakers (as it last said).
+    public private(set) var peerReachesTieBreaker = false
     /// The peer (a standby) asks this node to hand the active role over.
     public private(set) var peerSwitchoverRequested = false
     /// When the latest packet was accepted, on any link (monotonic), `nil` = never.
@@ -176,6 +178,7 @@ public struct PeerTracker: Sendable, Equatable {
         peerHandover = heartbeat.handover
         peerSwitchoverRequested = heartbeat.switchoverRequested
         peerWaitsForUs = heartbeat.synchronous
+        peerReachesTieBreaker = heartbeat.reachesTieBreaker
         events.append(.seen)
         return .success(events)
     }

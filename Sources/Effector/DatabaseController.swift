@@ -271,6 +271,49 @@ public final class DatabaseController: Sendable {
         }
     }
 
+    /// Ends the primary's replication connections (pg_terminate_backend of every walsender) and
+    /// returns how many it ended. A clean shutdown waits until every connected standby confirms
+    /// the final WAL, for up to wal_sender_timeout when its link is cut; with the connections
+    /// gone it does not wait. A standby whose link works reconnects at once (its
+    /// wal_retrieve_retry_interval). Refused on a standby (`.notPrimary`), nothing changed.
+    public func terminateReplicationConnections() throws(DatabaseError) -> Int {
+        let connection = try connect()
+        do {
+            guard try connection.scalar("SELECT pg_is_in_recovery()") == "f" else {
+                throw DatabaseError(.notPrimary, "the local PostgreSQL is a standby: it has no standbys to detach")
+            }
+            let ended = try connection.scalar("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_replication")
+            return Int(ended ?? "0") ?? 0
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError(.queryFailed, "cannot end the replication connections: \(error)")
+        }
+    }
+
+    /// Waits until the local standby has replayed WAL up to `lsn` (a switchover's final LSN),
+    /// reading pg_last_wal_replay_lsn() every 10 ms for at most `timeout`. Returns whether it got
+    /// there and how far it replayed. A server not in recovery replays nothing: `.notStandby`.
+    public func waitForReplay(to lsn: UInt64, timeout: Duration) throws(DatabaseError) -> (reached: Bool, replayed: UInt64) {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let connection = try connect()
+        while true {
+            let row: [String?]
+            do {
+                row = try connection.query("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").first ?? []
+            } catch {
+                throw DatabaseError(.queryFailed, "cannot read the replay position of the local PostgreSQL: \(error.message)")
+            }
+            guard row.count == 2, row[0] == "t" else {
+                throw DatabaseError(.notStandby, "the local PostgreSQL is not a standby: it replays no WAL")
+            }
+            let replayed = row[1].flatMap(Self.parseLSN) ?? 0
+            if replayed >= lsn || clock.now >= deadline { return (replayed >= lsn, replayed) }
+            sleepFor(.milliseconds(10))
+        }
+    }
+
     /// A SQL string literal: single quotes doubled (standard_conforming_strings is on since 9.1).
     public static func sqlLiteral(_ value: String) -> String {
         var quoted = "'"

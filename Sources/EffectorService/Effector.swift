@@ -24,6 +24,9 @@ public enum Operation: Sendable, Equatable {
     case cloneDatabase(primary: IPAddress, method: String)
     /// Sets the primary's synchronous_standby_names ("" or the peer, quoted).
     case setSynchronousStandby(String)
+    /// Ends the primary's replication connections, so a following StopDatabase does not wait
+    /// for a standby whose link is cut.
+    case detachStandbys
     case startUnits, stopUnits
 
     /// The method name, for LastOperation and the logs.
@@ -39,6 +42,7 @@ public enum Operation: Sendable, Equatable {
         case .rejoinDatabase: "RejoinDatabase"
         case .cloneDatabase: "CloneDatabase"
         case .setSynchronousStandby: "SetSynchronousStandby"
+        case .detachStandbys: "DetachStandbys"
         case .startUnits: "StartUnits"
         case .stopUnits: "StopUnits"
         }
@@ -215,6 +219,7 @@ public final class Effector {
         case .cloneDatabase(let primary, let method): return rejoinSteps(primary: primary, method: method)
         case .setSynchronousStandby(let value): return [("sync", { self.setSynchronousStandby(value, $0) })]
         case .stopDatabase: return stopDatabaseSteps()
+        case .detachStandbys: return [("detach", { self.detachStandbys($0) })]
         case .startUnits: return [("units", { self.startUnits($0) })]
         case .stopUnits: return [("units", { self.stopUnits($0) })]
         }
@@ -291,6 +296,31 @@ public final class Effector {
 
     // MARK: Database
 
+    /// The longest WaitForReplay.
+    public static let maximumReplayWait = Duration.seconds(60)
+
+    /// Waits on a worker thread until the local standby has replayed up to `lsn` (at most
+    /// `timeout`). Not an operation: reads only, so it runs beside one and never makes the
+    /// effector busy.
+    public func waitForReplay(
+        to lsn: UInt64, timeout: Duration, completion: @escaping (Result<(reached: Bool, replayed: UInt64), EffectorError>) -> Void
+    ) {
+        guard let database else { return completion(.failure(.init(.notConfigured, "no [database] is configured"))) }
+        perform({ () -> Result<ReplayPosition, EffectorError> in
+            do throws(EffectorError) {
+                let (reached, replayed) = try database.waitForReplay(to: lsn, timeout: timeout)
+                return .success(ReplayPosition(reached: reached, replayed: replayed))
+            } catch {
+                return .failure(error)
+            }
+        }) { result in completion(result.map { ($0.reached, $0.replayed) }) }
+    }
+
+    struct ReplayPosition: Sendable {
+        var reached: Bool
+        var replayed: UInt64
+    }
+
     func promote(ignoreLag: Bool, alreadyPrimaryIsSuccess: Bool, _ done: @escaping Completion) {
         promotedNow = false
         guard let database else { return done(.failure(.init(.notConfigured, "no [database] is configured"))) }
@@ -343,6 +373,20 @@ public final class Effector {
                 update(database: snapshot)
             }
             done(result)
+        }
+    }
+
+    func detachStandbys(_ done: @escaping Completion) {
+        guard let database else { return done(.failure(.init(.notConfigured, "no [database] is configured"))) }
+        perform({ () -> Result<Int, EffectorError> in
+            do throws(EffectorError) { return .success(try database.detachStandbys()) } catch { return .failure(error) }
+        }) { [self] result in
+            switch result {
+            case .success(let count):
+                logger.notice("replication connections ended", metadata: ["pg.walsenders": "\(count)"])
+                done(.success(()))
+            case .failure(let error): done(.failure(error))
+            }
         }
     }
 

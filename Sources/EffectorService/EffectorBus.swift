@@ -127,6 +127,35 @@ public final class EffectorBus {
                 self.run(.setSynchronousStandby(value), reason: "SetSynchronousStandby '\(value)'", action: Effector1.Action.manageDatabase, call)
             }
         }
+        iface.method(Effector1.Method.detachStandbys, flags: .unprivileged) { [unowned self] call in
+            guard effector.configuration.database != nil else {
+                return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
+            }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "detach-standbys"]) {
+                self.run(.detachStandbys, reason: "DetachStandbys", action: Effector1.Action.manageDatabase, call)
+            }
+        }
+        iface.method(
+            Effector1.Method.waitForReplay, in: [.init("lsn", "t"), .init("timeout_ms", "u")],
+            out: [.init("reached", "b"), .init("replayed", "t")], flags: .unprivileged
+        ) { [unowned self] call in
+            guard effector.configuration.database != nil else {
+                return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
+            }
+            let lsn = call.arguments.first?.uint64 ?? 0
+            let limit = Int(Effector.maximumReplayWait.components.seconds) * 1000
+            guard let ms = call.arguments.dropFirst().first?.uint32, (1...limit).contains(Int(ms)) else {
+                return call.fail(Self.busError(.init(.invalidArgument, "timeout_ms must be between 1 and \(limit)")))
+            }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "wait-for-replay"], busyIsFine: true) {
+                self.effector.waitForReplay(to: lsn, timeout: .milliseconds(Int(ms))) { result in
+                    switch result {
+                    case .success(let position): call.reply([.boolean(position.reached), .uint64(position.replayed)])
+                    case .failure(let error): call.fail(Self.busError(error))
+                    }
+                }
+            }
+        }
         for (member, operation) in [(Effector1.Method.startUnits, Operation.startUnits), (Effector1.Method.stopUnits, .stopUnits)] {
             iface.method(member, flags: .unprivileged) { [unowned self] call in
                 authorize(call, Effector1.Action.manageUnits, details: ["units": effector.configuration.units.joined(separator: ","), "operation": member]) {

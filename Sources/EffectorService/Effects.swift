@@ -81,6 +81,11 @@ public protocol DatabaseEffects: Sendable {
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot
     /// The shutdown checkpoint of the cleanly stopped server: its final WAL position.
     func finalCheckpointLSN() throws(EffectorError) -> UInt64
+    /// Ends the primary's replication connections; returns how many. A standby → .invalidArgument.
+    func detachStandbys() throws(EffectorError) -> Int
+    /// Waits (at most `timeout`) until the standby has replayed up to `lsn`; returns whether it
+    /// did and its replay position. A primary → .databaseNotStandby.
+    func waitForReplay(to lsn: UInt64, timeout: Duration) throws(EffectorError) -> (reached: Bool, replayed: UInt64)
 }
 
 /// systemd units, asynchronously on the loop; each completion runs on the loop thread.

@@ -72,6 +72,22 @@ struct PostgresDatabase: DatabaseEffects {
         }
     }
 
+    func detachStandbys() throws(EffectorError) -> Int {
+        do {
+            return try controller.terminateReplicationConnections()
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
+    func waitForReplay(to lsn: UInt64, timeout: Duration) throws(EffectorError) -> (reached: Bool, replayed: UInt64) {
+        do {
+            return try controller.waitForReplay(to: lsn, timeout: timeout)
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
     static func snapshot(_ status: DatabaseStatus) -> DatabaseSnapshot {
         var snapshot = DatabaseSnapshot(
             role: status.role.rawValue, lsn: status.lsn, timeline: status.timeline,

@@ -42,7 +42,7 @@ extension HeartbeatMonitor {
         if let local = effector.lsn, effector.reachable {
             lag = tracker.peerLSN > local ? tracker.peerLSN - local : 0
         }
-        var tieBreakerReachable = tieBreaker?.reachable ?? configuration.cluster.tieBreakers.isEmpty
+        var tieBreakerReachable = reachesTieBreaker
         if tracker.state == .dead, let tieBreaker {
             // Only an answer to a ping sent after the peer fell silent shows that this node's
             // own network still worked then; an older one may predate our own isolation.
@@ -72,8 +72,7 @@ extension HeartbeatMonitor {
             reason = "peer \(peerName) dead on every link"
         } else if tracker.peerHandover && tracker.peerRole == .standby {
             // Switchover: the peer stopped cleanly at its final LSN; take over once it is replayed.
-            guard let replayed = effector.lsn, effector.reachable, replayed >= tracker.peerLSN else { return }
-            return takeOver("switchover: \(peerName) handed over at LSN \(tracker.peerLSN), replayed")
+            return followHandover()
         } else {
             let local = configuration.localNode
             let peer = configuration.peerNode
@@ -177,8 +176,12 @@ extension HeartbeatMonitor {
         }
     }
 
+    /// After a failed rejoin, the next try (the peer's database may be out of reach for a while,
+    /// e.g. while this node's service network is cut).
+    static let rejoinRetry = Duration.seconds(10)
+
     /// After a failover, a stale primary (or stopped database) rejoins as a standby of the
-    /// active peer, once at a time; a failure is retried after 30 s.
+    /// active peer, once at a time; a failure is retried after `rejoinRetry`.
     func evaluateRejoin() {
         guard !rejoining, loop.now >= nextRejoinAttempt else { return }
         guard FailoverPolicy.rejoin(switchingInputs, localDatabaseRole: effector.databaseRole) == .proceed else { return }
@@ -195,13 +198,13 @@ extension HeartbeatMonitor {
                 case .success:
                     logger.notice("database rejoined as a standby", metadata: ["peer.name": "\(peer)"])
                 case .failure(let error):
-                    nextRejoinAttempt = loop.now + .seconds(30)
+                    nextRejoinAttempt = loop.now + Self.rejoinRetry
                     logger.error("cannot rejoin the database", metadata: ["peer.name": "\(peer)", "error": "\(error.message)"])
                 }
             }
         } catch {
             rejoining = false
-            nextRejoinAttempt = loop.now + .seconds(30)
+            nextRejoinAttempt = loop.now + Self.rejoinRetry
         }
     }
 
@@ -379,35 +382,62 @@ extension HeartbeatMonitor {
     }
 
     /// Releases (units, addresses), stops the database cleanly and advertises its final LSN.
-    func beginHandover(call: MethodInvocation?) {
+    /// `serviceLost`: the handover is made because this node's service network is cut, so the
+    /// replication connections are ended first (a clean stop would otherwise wait for the cut
+    /// standby to confirm the final WAL, up to wal_sender_timeout).
+    func beginHandover(call: MethodInvocation?, serviceLost: Bool = false) {
         switchoverCall = call
+        serviceLossHandover = serviceLost
+        // Said in heartbeats until the handover completes: while our primary waited for the
+        // peer on every commit, the peer has every acknowledged transaction even if the final
+        // LSN never reaches it.
+        handoverSynchronous = peerHasEveryCommit
         let peer = configuration.peerNode.name
-        execute(roles.beginRelease(reason: "switchover to \(peer)")) { [unowned self] result in
+        let reason = serviceLost ? "service network lost: handing over to \(peer)" : "switchover to \(peer)"
+        execute(roles.beginRelease(reason: reason)) { [unowned self] result in
             if case .failure(let error) = result { return finishSwitchover(.failure(error)) }
             guard configuration.database != nil else {
                 handoverLSN = 0
                 return
             }
+            guard serviceLost else { return stopDatabaseForHandover() }
             do {
                 _ = try bus.call(
                     destination: effectorName, path: effectorPath, interface: effectorInterface,
-                    member: MemberName(Effector1.Method.stopDatabase), [], timeout: .seconds(300)
+                    member: MemberName(Effector1.Method.detachStandbys), [], timeout: .seconds(30)
                 ) { [unowned self] result in
-                    switch result {
-                    case .success(let values):
-                        handoverLSN = values.first?.uint64 ?? 0
-                        logger.notice(
-                            "handing over at the final LSN",
-                            metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)", "message.id": "\(MessageID.switchover)"])
-                    case .failure(let error):
-                        finishSwitchover(.failure(error))
+                    if case .failure(let error) = result {
+                        // Not fatal: the stop then waits for the standby, up to wal_sender_timeout.
+                        logger.warning("cannot end the replication connections", metadata: ["error": "\(error.message)"])
                     }
+                    stopDatabaseForHandover()
                 }
-            } catch let error as DBusError {
-                finishSwitchover(.failure(error))
             } catch {
-                finishSwitchover(.failure(.failed("\(error)")))
+                stopDatabaseForHandover()
             }
+        }
+    }
+
+    /// StopDatabase, then the final LSN goes into our heartbeats.
+    func stopDatabaseForHandover() {
+        let peer = configuration.peerNode.name
+        do {
+            _ = try bus.call(
+                destination: effectorName, path: effectorPath, interface: effectorInterface,
+                member: MemberName(Effector1.Method.stopDatabase), [], timeout: .seconds(300)
+            ) { [unowned self] result in
+                switch result {
+                case .success(let values):
+                    handoverLSN = values.first?.uint64 ?? 0
+                    logger.notice(
+                        "handing over at the final LSN",
+                        metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)", "message.id": "\(MessageID.switchover)"])
+                case .failure(let error):
+                    finishSwitchover(.failure(error))
+                }
+            }
+        } catch {
+            finishSwitchover(.failure(error))
         }
     }
 
@@ -415,6 +445,8 @@ extension HeartbeatMonitor {
     func switchoverProgress() {
         if handoverLSN != nil, tracker.peerRole == .active {
             handoverLSN = nil
+            handoverSynchronous = nil
+            serviceLossHandover = false
             finishSwitchover(.success(()))
         }
         if requestSwitchoverUntil != nil, tracker.peerRole == .standby || role == .active {
@@ -426,6 +458,8 @@ extension HeartbeatMonitor {
         if case .failure(let error) = result {
             logger.error("switchover failed", metadata: ["error": "\(error.message)", "message.id": "\(MessageID.switchoverFailed)"])
             handoverLSN = nil
+            handoverSynchronous = nil
+            serviceLossHandover = false
         }
         guard let call = switchoverCall else { return }
         switchoverCall = nil

@@ -53,6 +53,17 @@ public final class HeartbeatMonitor {
     var reevaluation: TimerSource?
     /// Switchover: the final LSN this node advertises after handing the active role over.
     var handoverLSN: UInt64?
+    /// Switchover: whether our primary waited for the peer's standby on every commit when the
+    /// handover began (said in heartbeats until it completes, though no longer active).
+    var handoverSynchronous: Bool?
+    /// The handover under way was begun because this node's service network is lost.
+    var serviceLossHandover = false
+    /// The last service-loss refusal logged while the tie-breakers are unreachable.
+    var lastServiceLossRefusal: SwitchRefusal?
+    /// The standby's side of a switchover: when the peer's handover was first heard, and
+    /// whether a WaitForReplay call is under way.
+    var handoverSeenAt: Duration?
+    var waitingForReplay = false
     /// Switchover asked on this (standby) node: ask the peer in heartbeats until this instant.
     var requestSwitchoverUntil: Duration?
     /// The operator's Switchover call, answered when the handover completes.
@@ -134,10 +145,13 @@ public final class HeartbeatMonitor {
             sendTimer = try loop.addTimer(at: nextSend, accuracy: .microseconds(500)) { [unowned self] in self.sendHeartbeats() }
             armDeadline()
             effectorPoll = try loop.addTimer(at: loop.now) { [unowned self] in self.pollEffector() }
-            tieBreaker = try TieBreakerProbe(targets: configuration.cluster.tieBreakers, loop: loop, logger: logger) {
-                [unowned self] _ in
+            let probeInterval = configuration.cluster.tieBreakerInterval
+            tieBreaker = try TieBreakerProbe(
+                targets: configuration.cluster.tieBreakers, loop: loop, interval: probeInterval, window: probeInterval * 3, logger: logger
+            ) { [unowned self] _ in
                 changed(Heartbeat1.Property.tieBreakerReachable)
                 evaluateAutomatic()  // a failover refused for a silent tie-breaker goes ahead once one answers
+                evaluateServiceLoss()
             }
             tieBreaker?.start()
         } catch {
@@ -166,7 +180,7 @@ public final class HeartbeatMonitor {
                 generation: generation, sequence: sequence, epoch: roles.epoch, lsn: handoverLSN ?? effector.lsn ?? 0,
                 sentAt: now, cluster: configuration.cluster.name, node: configuration.localNode.name,
                 handover: handoverLSN != nil, switchoverRequested: (requestSwitchoverUntil ?? .zero) > loop.now,
-                synchronous: peerHasEveryCommit)
+                synchronous: handoverSynchronous ?? peerHasEveryCommit, reachesTieBreaker: reachesTieBreaker)
             let packet = HeartbeatCodec.encode(heartbeat, key: key)
             guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
                 ?? sockets.first(where: { $0.carries(peerAddress) })
@@ -299,6 +313,12 @@ public final class HeartbeatMonitor {
                 if tracker.peerSwitchoverRequested && role == .active && handoverLSN == nil && switchoverCall == nil {
                     beginHandover(call: nil)
                 }
+                if tracker.peerHandover {
+                    if role == .standby && tracker.peerRole == .standby { evaluateAutomatic() }
+                } else {
+                    handoverSeenAt = nil
+                }
+                evaluateServiceLoss()
             }
         }
         persistPeerGeneration()

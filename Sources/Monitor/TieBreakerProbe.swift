@@ -33,6 +33,10 @@ struct ProbeState {
     private(set) var outstanding: [UInt16: Duration] = [:]
     /// Per target (same index as `targets`): when the last answered probe was sent.
     private(set) var lastAnswer: [Duration?]
+    /// The latest rounds (newest last, at most ``missedForSilence`` + 1): when each was sent and
+    /// whether any target answered it.
+    private(set) var recentRounds: [(sequence: UInt16, sentAt: Duration, answered: Bool)] = []
+    static let missedForSilence = 3
 
     init(targets: [IPAddress], window: Duration) {
         self.targets = targets
@@ -45,6 +49,8 @@ struct ProbeState {
         sequence &+= 1
         outstanding = outstanding.filter { now - $0.value < window }
         outstanding[sequence] = now
+        recentRounds.append((sequence, now, false))
+        if recentRounds.count > Self.missedForSilence + 1 { recentRounds.removeFirst() }
         return sequence
     }
 
@@ -54,6 +60,10 @@ struct ProbeState {
     /// reply delayed in some queue does not make a target look better than it is.
     @discardableResult
     mutating func accept(from source: IPAddress, sequence: UInt16, at now: Duration) -> Bool {
+        // For silence, a late answer still shows the network works (the delay may be our own).
+        if targets.contains(source), let round = recentRounds.firstIndex(where: { $0.sequence == sequence }) {
+            recentRounds[round].answered = true
+        }
         guard let sentAt = outstanding[sequence], now - sentAt < window else { return false }
         var counted = false
         for (index, target) in targets.enumerated() where target == source {
@@ -72,6 +82,16 @@ struct ProbeState {
     /// No targets configured, or at least one target reachable.
     func reachable(at now: Duration) -> Bool {
         targets.isEmpty || targets.indices.contains { isReachable($0, at: now) }
+    }
+
+    /// This node's network is silent: of the rounds sent at least `patience` ago (the ones that
+    /// had their chance), the last ``missedForSilence`` went unanswered. Unlike `reachable`, a
+    /// stall of the process itself (SIGSTOP, a long pause) does not make it true: the rounds
+    /// sent before the stall were answered, and a round sent after it needs `patience` to count.
+    func silent(patience: Duration, at now: Duration) -> Bool {
+        guard !targets.isEmpty else { return false }
+        let due = recentRounds.filter { now - $0.sentAt >= patience }.suffix(Self.missedForSilence)
+        return due.count == Self.missedForSilence && due.allSatisfy { !$0.answered }
     }
 
     /// The next time after `now` at which a target stops being reachable, if any does.
@@ -184,6 +204,13 @@ final class TieBreakerProbe {
     /// True when no targets are configured.
     func answered(since instant: Duration) -> Bool {
         state.targets.isEmpty || state.lastAnswer.contains { ($0 ?? .zero) > instant }
+    }
+
+    /// Three rounds in a row went unanswered, each given half an interval (answers on a LAN take
+    /// well under a millisecond), so a node that just started, or was itself stalled, is not "cut
+    /// off" before it could hear answers.
+    func silent(at now: Duration) -> Bool {
+        timer != nil && state.silent(patience: interval / 2, at: now)
     }
 
     /// Stops probing; `reachable` keeps its last value.

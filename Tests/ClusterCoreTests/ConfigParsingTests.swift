@@ -89,6 +89,13 @@ func ip(_ text: String) -> IPAddress { IPAddress(text)! }
         #expect(config.addresses[0].description == "198.18.0.100/24")
     }
 
+    @Test func tieBreakerCadenceAndServiceLossHandover() throws {
+        let text = "[cluster]\ntie_breaker_interval_ms = 250\nservice_loss_handover = false\n\n" + minimalConfig
+        let config = try Configuration.parse(text, file: "k.toml", hostName: "failover")
+        #expect(config.cluster.tieBreakerInterval == .milliseconds(250))
+        #expect(!config.cluster.serviceLossHandover)
+    }
+
     @Test func defaultsForAMinimalFile() throws {
         let config = try Configuration.parse(minimalConfig, file: "k.toml", hostName: "failover")
         #expect(config.cluster == ClusterSettings(node: "failover"))
@@ -101,6 +108,8 @@ func ip(_ text: String) -> IPAddress { IPAddress(text)! }
         #expect(config.cluster.autoFailover)
         #expect(!config.cluster.autoFailback)
         #expect(config.cluster.tieBreakers == [])
+        #expect(config.cluster.tieBreakerInterval == .seconds(1))
+        #expect(config.cluster.serviceLossHandover)
         #expect(config.nodes[0].priority == 0)
         #expect(config.addresses == [])
         #expect(config.database == nil)

@@ -265,3 +265,88 @@ import Testing
         #expect(verdict(peerStandby) != .proceed)
     }
 }
+
+/// The active node's service-loss handover: every condition, one at a time.
+@Suite struct ServiceLossHandover {
+    /// Cut off: the active node reaches no tie-breaker; the standby hears it, reaches its own, is in sync.
+    static let cutOff = SwitchingInputs(role: .active, peerState: .alive, peerRole: .standby, tieBreakerReachable: false)
+
+    static func verdict(
+        _ inputs: SwitchingInputs = cutOff, enabled: Bool = true, configured: Bool = true, peerReaches: Bool = true, inSync: Bool = true
+    ) -> SwitchVerdict {
+        FailoverPolicy.serviceLossHandover(
+            inputs, enabled: enabled, tieBreakersConfigured: configured, peerReachesTieBreaker: peerReaches, peerHasEveryCommit: inSync)
+    }
+
+    static func with(_ change: (inout SwitchingInputs) -> Void) -> SwitchingInputs {
+        var inputs = cutOff
+        change(&inputs)
+        return inputs
+    }
+
+    @Test func handsOverOnlyWhenCutOffAndTheStandbyCanServe() {
+        #expect(Self.verdict() == .proceed)
+        #expect(Self.verdict(Self.with { $0.tieBreakerReachable = true }) == .refuse(.serviceNetworkUp))
+        #expect(Self.verdict(enabled: false) == .refuse(.serviceLossHandoverOff))
+        #expect(Self.verdict(configured: false) == .refuse(.serviceLossHandoverOff))
+        #expect(Self.verdict(peerReaches: false) == .refuse(.peerCutOffToo))
+        #expect(Self.verdict(inSync: false) == .refuse(.peerNotInSync))
+        #expect(Self.verdict(Self.with { $0.hasDatabase = false }, inSync: false) == .proceed)
+        #expect(Self.verdict(Self.with { $0.maintenance = true }) == .refuse(.maintenance))
+        #expect(Self.verdict(Self.with { $0.autoFailover = false }) == .refuse(.autoFailoverOff))
+        #expect(Self.verdict(Self.with { $0.effectorBusy = true }) == .refuse(.effectorBusy))
+        #expect(Self.verdict(Self.with { $0.role = .standby }) == .refuse(.notActive(.standby)))
+        #expect(Self.verdict(Self.with { $0.role = .releasing }) == .refuse(.notActive(.releasing)))
+        for state in [PeerState.late, .dead, .unknown] {
+            #expect(Self.verdict(Self.with { $0.peerState = state }) != .proceed, "\(state)")
+        }
+        #expect(Self.verdict(Self.with { $0.peerRole = .active }) != .proceed)
+        #expect(Self.verdict(Self.with { $0.peerRole = nil }) != .proceed)
+    }
+
+    /// Exhaustive over the booleans: it proceeds in exactly one combination (with a database).
+    @Test func exactlyOneCombinationProceeds() {
+        var proceeding = 0
+        for bits in 0..<(1 << 7) {
+            func bit(_ n: Int) -> Bool { bits & (1 << n) != 0 }
+            let inputs = Self.with {
+                $0.tieBreakerReachable = bit(0)
+                $0.maintenance = bit(1)
+                $0.autoFailover = bit(2)
+                $0.effectorBusy = bit(3)
+            }
+            if Self.verdict(inputs, enabled: bit(4), peerReaches: bit(5), inSync: bit(6)) == .proceed { proceeding += 1 }
+        }
+        #expect(proceeding == 1)
+    }
+
+    @Test func refusalsSayWhy() {
+        #expect(SwitchRefusal.peerCutOffToo.description.contains("tie-breaker"))
+        #expect(SwitchRefusal.peerNotInSync.description.contains("acknowledged transactions"))
+        #expect(SwitchRefusal.notActive(.standby).description == "this node is standby, not active")
+    }
+}
+
+/// The standby's side of a handover, on a virtual clock.
+@Suite struct AcceptHandover {
+    static let grace = Duration.milliseconds(500)
+
+    static func step(replayed: UInt64?, final: UInt64 = 1000, sync: Bool, waited: Duration) -> FailoverPolicy.HandoverStep {
+        FailoverPolicy.acceptHandover(replayed: replayed, finalLSN: final, peerHadEveryCommit: sync, waited: waited, grace: grace)
+    }
+
+    @Test func theFinalLSNReplayedIsAlwaysEnough() {
+        #expect(Self.step(replayed: 1000, sync: false, waited: .zero) == .takeOver)
+        #expect(Self.step(replayed: 1200, sync: true, waited: .zero) == .takeOver)
+    }
+
+    @Test func withoutItOnlyASynchronousStandbyGoesOnAndOnlyAfterTheGrace() {
+        #expect(Self.step(replayed: 900, sync: true, waited: .milliseconds(499)) == .wait)
+        #expect(Self.step(replayed: 900, sync: true, waited: .milliseconds(500)) == .takeOverWithoutFinalLSN)
+        #expect(Self.step(replayed: 900, sync: false, waited: .seconds(3600)) == .wait)
+    }
+
+    @Test func anUnknownReplayPositionWaits() {
+        #expect(Self.step(replayed: nil, sync: true, waited: .seconds(10)) == .wait)
+    }
+}

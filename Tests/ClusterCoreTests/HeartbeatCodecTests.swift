@@ -137,4 +137,16 @@ let goldenMAC = "1b2d110982a4011b1a3ef709cd9583780850424f9c1834b9cbf22bd0cabe1a1
             #expect(try HeartbeatCodec.decode(packet, key: key).get() == heartbeat)
         }
     }
+
+    @Test func tieBreakerFlagRoundTripsAndIsBitFive() throws {
+        let key = try #require(HeartbeatKey(Array(repeating: 7, count: 32)))
+        for reaches in [false, true] {
+            let heartbeat = Heartbeat(
+                role: .standby, link: 1, autoFailover: false, maintenance: false, generation: 5, sequence: 9, epoch: 3,
+                lsn: 1, sentAt: 1, cluster: "kusu", node: "failover", synchronous: true, reachesTieBreaker: reaches)
+            let packet = HeartbeatCodec.encode(heartbeat, key: key)
+            #expect(packet[9] == (reaches ? 0x30 : 0x10))
+            #expect(try HeartbeatCodec.decode(packet, key: key).get() == heartbeat)
+        }
+    }
 }

@@ -60,6 +60,46 @@ struct CloneAndSyncTests {
         }
     }
 
+    @Test func waitForReplayAndDetachingTheStandby() throws {
+        try withPostgresPair { pair in
+            let primaryView = DatabaseController(settings: pair.settings(pair.primaryDirectory), peerName: "node-b")
+            let standbyView = DatabaseController(settings: pair.settings(pair.standbyDirectory), peerName: "node-a")
+            let primary = try pair.connect(pair.primaryDirectory)
+            #expect(eventually { (try? primary.scalar("SELECT state FROM pg_stat_replication")) == "streaming" })
+            try primary.execute("CREATE TABLE r (v int); INSERT INTO r VALUES (1)")
+            let target = primaryView.status().lsn
+            #expect(target > 0)
+
+            // The primary's position is replayed on the standby: reached, at or past it.
+            let done = try standbyView.waitForReplay(to: target, timeout: .seconds(10))
+            #expect(done.reached)
+            #expect(done.replayed >= target)
+            // A position never written: not reached, and the wait is bounded by its timeout.
+            let clock = ContinuousClock()
+            let started = clock.now
+            let far = try standbyView.waitForReplay(to: target + (1 << 40), timeout: .milliseconds(300))
+            let took = clock.now - started
+            #expect(!far.reached)
+            #expect(far.replayed >= target)
+            #expect(took >= .milliseconds(300) && took < .seconds(5), "took \(took)")
+            // A primary replays nothing; a standby has no standbys to detach. Nothing changes.
+            #expect(throws: DatabaseError.self) { _ = try primaryView.waitForReplay(to: target, timeout: .milliseconds(10)) }
+            let notPrimary = #expect(throws: DatabaseError.self) { _ = try standbyView.terminateReplicationConnections() }
+            #expect(notPrimary?.code == .notPrimary)
+
+            // Detaching ends the walsender; the standby, whose link works, reconnects by itself.
+            let before = try primary.scalar("SELECT pid FROM pg_stat_replication")
+            #expect(try primaryView.terminateReplicationConnections() == 1)
+            #expect(eventually {
+                let now = try? primary.scalar("SELECT pid FROM pg_stat_replication WHERE state = 'streaming'")
+                return now != nil && now != before
+            })
+            try primary.execute("INSERT INTO r VALUES (2)")
+            let after = primaryView.status().lsn
+            #expect(try standbyView.waitForReplay(to: after, timeout: .seconds(10)).reached)
+        }
+    }
+
     @Test func chooseMethod() {
         let facts = PrimaryFacts(systemIdentifier: "7", databaseBytes: 500 << 20, walBytes: 128 << 20)
         #expect(StandbySetup.chooseMethod(.auto, localSystemIdentifier: nil, primary: facts).method == .basebackup)

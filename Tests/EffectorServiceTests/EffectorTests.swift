@@ -231,6 +231,35 @@ final class Box<T> {
         #expect(h.changes.contains { $0.contains(.synchronousStandbyNames) })
     }
 
+    @Test func detachStandbysIsAnOperationOnThePrimaryOnly() throws {
+        let h = try Harness(databaseRole: "primary")
+        #expect((try? h.run(.detachStandbys)?.get()) != nil)
+        #expect(h.journal.all == ["detachStandbys"])
+        #expect(h.effector.lastOperation?.name == "DetachStandbys")
+        let standby = try Harness(databaseRole: "standby")
+        guard case .failure(let error) = try standby.run(.detachStandbys) else {
+            Issue.record("expected a refusal"); return
+        }
+        #expect(error.code == .invalidArgument)
+        #expect(standby.journal.all.isEmpty)
+    }
+
+    @Test func waitForReplayIsNotAnOperation() throws {
+        let h = try Harness(databaseRole: "standby")
+        var results: [Result<(reached: Bool, replayed: UInt64), EffectorError>] = []
+        h.effector.waitForReplay(to: 100, timeout: .seconds(1)) { results.append($0) }
+        h.effector.waitForReplay(to: 101, timeout: .seconds(1)) { results.append($0) }
+        #expect(try h.loop.run(until: h.loop.now + .seconds(5)) { results.count == 2 })
+        let reached = results.compactMap { try? $0.get().reached }
+        #expect(Set(reached) == [false, true] && reached.count == 2)
+        #expect(!h.effector.busy)
+        #expect(h.effector.lastOperation == nil)
+        var outcome: Result<(reached: Bool, replayed: UInt64), EffectorError>?
+        try Harness(databaseRole: nil).effector.waitForReplay(to: 1, timeout: .seconds(1)) { outcome = $0 }
+        guard case .failure(let error)? = outcome else { Issue.record("expected notConfigured"); return }
+        #expect(error.code == .notConfigured)
+    }
+
     @Test func announcingAnAddressNotHeldIsRefused() throws {
         let h = try Harness()
         guard case .failure(let error) = try h.run(.announceAddress(h.effector.configuration.addresses[0])) else {

@@ -70,6 +70,20 @@ final class FakeDatabase: DatabaseEffects {
         return 4242
     }
 
+    func detachStandbys() throws(EffectorError) -> Int {
+        let current = role.withLock { $0 }
+        guard current == "primary" else { throw EffectorError(.invalidArgument, "the database is \(current), not the primary") }
+        journal.record("detachStandbys")
+        return 1
+    }
+
+    func waitForReplay(to lsn: UInt64, timeout: Duration) throws(EffectorError) -> (reached: Bool, replayed: UInt64) {
+        let current = role.withLock { $0 }
+        guard current == "standby" else { throw EffectorError(.databaseNotStandby, "the database is \(current), not a standby") }
+        journal.record("waitForReplay \(lsn)")
+        return (lsn <= 100, 100)
+    }
+
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot {
         journal.record("waitUntilStreaming")
         return DatabaseSnapshot(role: "standby", lsn: 300, timeline: 2)

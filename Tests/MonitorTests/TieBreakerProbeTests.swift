@@ -11,6 +11,78 @@ private let b = IPAddress("2001:db8::1")!
 private let stranger = IPAddress.v4(198, 18, 0, 9)
 
 @Suite struct TieBreakerState {
+    /// Silence (for the service-loss handover) needs three rounds in a row unanswered, each given
+    /// the patience; a stall of the process itself is not silence.
+    @Test func silentAfterThreeMissedRoundsOnly() {
+        var state = ProbeState(targets: [a], window: .seconds(3))
+        let second = Duration.seconds(1), patience = Duration.milliseconds(500)
+        var clock = Duration.seconds(10)
+        // Just started: no rounds yet, then rounds not yet aged.
+        #expect(!state.silent(patience: patience, at: clock))
+        for _ in 0..<3 {
+            _ = state.beginRound(at: clock)
+            clock += second
+        }
+        // Rounds of 10, 11, 12 unanswered: silent from 12.5 on.
+        #expect(!state.silent(patience: patience, at: .milliseconds(12_499)))
+        #expect(state.silent(patience: patience, at: .milliseconds(12_500)))
+        // A new round does not hide the silence while it is young (the rounds go on at a steady cadence).
+        _ = state.beginRound(at: .seconds(13))
+        #expect(state.silent(patience: patience, at: .milliseconds(13_001)))
+        #expect(state.silent(patience: patience, at: .milliseconds(13_600)))
+
+        // One answer (to any of the three) ends the silence.
+        var answered = ProbeState(targets: [a], window: .seconds(3))
+        clock = .seconds(10)
+        let first = answered.beginRound(at: clock)
+        _ = answered.beginRound(at: clock + second)
+        _ = answered.beginRound(at: clock + second * 2)
+        #expect(accepted(&answered, from: a, sequence: first, at: clock + .milliseconds(5)))
+        #expect(!answered.silent(patience: patience, at: clock + second * 10))
+        // ... and a late one still counts for it (the delay may be our own).
+        var late = ProbeState(targets: [a], window: .seconds(3))
+        let slow = late.beginRound(at: clock)
+        _ = late.beginRound(at: clock + second)
+        _ = late.beginRound(at: clock + second * 2)
+        #expect(!accepted(&late, from: a, sequence: slow, at: clock + second * 4))
+        #expect(!late.silent(patience: patience, at: clock + second * 4))
+        // A reply from a stranger is not an answer.
+        var strangers = ProbeState(targets: [a], window: .seconds(3))
+        for n in 0..<3 {
+            let seq = strangers.beginRound(at: clock + second * n)
+            _ = strangers.accept(from: stranger, sequence: seq, at: clock + second * n + .milliseconds(1))
+        }
+        #expect(strangers.silent(patience: patience, at: clock + second * 3))
+    }
+
+    @Test func aStalledProcessIsNotSilent() {
+        var state = ProbeState(targets: [a], window: .seconds(3))
+        var clock = Duration.seconds(10)
+        for _ in 0..<5 {
+            let seq = state.beginRound(at: clock)
+            #expect(accepted(&state, from: a, sequence: seq, at: clock + .milliseconds(1)))
+            clock += .seconds(1)
+        }
+        // Stopped for 20 s: when it runs again every answer is old (not reachable), but the
+        // rounds it sent were answered, and the first round after the stall is fresh.
+        clock += .seconds(20)
+        #expect(!state.reachable(at: clock))
+        #expect(!state.silent(patience: .milliseconds(500), at: clock))
+        _ = state.beginRound(at: clock)
+        #expect(!state.silent(patience: .milliseconds(500), at: clock + .milliseconds(900)))
+        // Only three unanswered rounds after the stall make it silent.
+        _ = state.beginRound(at: clock + .seconds(1))
+        #expect(!state.silent(patience: .milliseconds(500), at: clock + .milliseconds(1900)))
+        _ = state.beginRound(at: clock + .seconds(2))
+        #expect(state.silent(patience: .milliseconds(500), at: clock + .milliseconds(2500)))
+    }
+
+    @Test func noTargetsIsNeverSilent() {
+        var state = ProbeState(targets: [], window: .seconds(3))
+        for n in 0..<3 { _ = state.beginRound(at: .seconds(n)) }
+        #expect(!state.silent(patience: .milliseconds(500), at: .seconds(100)))
+    }
+
     @Test func noTargetsIsReachable() {
         let state = ProbeState(targets: [], window: .seconds(3))
         #expect(state.reachable(at: .seconds(0)))

@@ -72,7 +72,8 @@ t_check "Units lists the configured units" bash -c "[[ \"\$(busctl --address=$(n
 node_exec "$NODE" id kusu-ha >/dev/null 2>&1 || tb_die "user kusu-ha missing in the node"
 for user in nobody kusu-t-user; do
     for call in "Takeover s test" "Release s test" "AddAddress s 198.18.0.100" "RemoveAddress s 198.18.0.100" \
-                "AnnounceAddress s 198.18.0.100" "PromoteDatabase" "RejoinDatabase s installer" "StartUnits" "StopUnits"; do
+                "AnnounceAddress s 198.18.0.100" "PromoteDatabase" "RejoinDatabase s installer" "StartUnits" "StopUnits" \
+                "DetachStandbys" "WaitForReplay tu 1 100"; do
         # shellcheck disable=SC2086
         out=$(as "$user" call $E $P $E $call)
         t_match "$user: $call is denied" "$out" 'Access denied'
@@ -89,6 +90,23 @@ t_check "denials are logged with the caller" bash -c \
     "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | grep -q 'CALLER_UID=65534'"
 tb_poll 3 bash -c "[ \"\$(busctl --address=$(node_bus "$NODE") get-property $E $P $E DatabaseRole)\" = 's \"standby\"' ]"
 t_eq "DatabaseRole is standby" "$(prop DatabaseRole)" standby
+
+# --- WaitForReplay (reads only) and DetachStandbys on a standby ---------------------
+out=$(as kusu-ha call $E $P $E WaitForReplay tu 1 1000)
+t_match "WaitForReplay: a position already replayed is reached at once" "$out" '^bt true [1-9]'
+replayed=$(awk '{print $3}' <<<"$out")
+t0=$(date +%s%N)
+out=$(as kusu-ha call $E $P $E WaitForReplay tu $(( ${replayed:-0} + (1 << 40) )) 300)
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+t_match "WaitForReplay: a position never written is not reached" "$out" '^bt false [1-9]'
+if [ "$ms" -ge 300 ] && [ "$ms" -lt 3000 ]; then t_pass "... and the wait is bounded by timeout_ms ($ms ms for 300)"
+else t_fail "WaitForReplay is bounded by timeout_ms" "$ms ms for 300"; fi
+for bad in 0 60001; do
+    t_match "WaitForReplay with timeout_ms $bad is InvalidArgument" "$(as root call $E $P $E WaitForReplay tu 1 $bad)" 'timeout_ms must be between 1 and 60000'
+done
+t_match "WaitForReplay with the wrong signature is refused" "$(as root call $E $P $E WaitForReplay s 1)" 'Invalid\|invalid\|signature'
+t_match "DetachStandbys on a standby is refused" "$(as root call $E $P $E DetachStandbys)" 'is a standby'
+t_eq "... and the database is still a standby" "$(in_recovery)" t
 
 # --- configured resources only, validated before polkit ---------------------------
 out=$(as root call $E $P $E AddAddress s 198.18.0.101)
@@ -164,6 +182,9 @@ out=$(as root call $E $P $E PromoteDatabase)
 t_match "PromoteDatabase on a primary is DatabaseNotStandby" "$out" 'not a standby\|not in recovery\|already'
 out=$(node_exec "$NODE" dbus-send --system --print-reply --dest=$E $P $E.PromoteDatabase 2>&1)
 t_match "... with the named error" "$out" 'org.kusu.Effector1.Error.DatabaseNotStandby'
+t_eq "DetachStandbys on the primary succeeds" "$(as kusu-ha call $E $P $E DetachStandbys)" ""
+out=$(node_exec "$NODE" dbus-send --system --print-reply --dest=$E $P $E.WaitForReplay uint64:1 uint32:100 2>&1)
+t_match "WaitForReplay on a primary is DatabaseNotStandby" "$out" 'org.kusu.Effector1.Error.DatabaseNotStandby'
 
 # --- one operation at a time ------------------------------------------------------
 as root call $E $P $E StopUnits >/dev/null

@@ -243,6 +243,7 @@ name = "kusu"
 node = "${PAIR_NAME[$n]}"
 auth_key_file = "/etc/kusu-ha/authkey"
 tie_breakers = ["198.18.0.1"]
+tie_breaker_interval_ms = 250
 ${PAIR_CLUSTER_TOML:-}
 
 [[nodes]]

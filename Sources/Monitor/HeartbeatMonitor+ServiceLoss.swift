@@ -1,0 +1,143 @@
+// Handing over when the active node's service network is lost, and the standby's side of any
+// handover.
+//
+// - Service loss (active node): none of its tie-breakers answers while the standby hears it on
+//   a heartbeat link, reaches its own tie-breakers (heartbeat flag) and has every acknowledged
+//   transaction. Clients cannot reach this node, so it hands over as in a switchover
+//   (FailoverPolicy.serviceLossHandover decides; the replication connections are ended before
+//   the database stops, so the stop does not wait for a standby it cannot reach).
+// - Following a handover (standby): WaitForReplay on the effector until the peer's final LSN
+//   is replayed, then take over. If it does not arrive within the grace time but the peer
+//   said its primary waited for us on every commit, take over anyway
+//   (FailoverPolicy.acceptHandover).
+import ClusterAPI
+import ClusterCore
+import DBusKit
+import Logging
+
+extension HeartbeatMonitor {
+    /// This node reaches one of its tie-breakers (true when none are configured).
+    var reachesTieBreaker: Bool { tieBreaker?.reachable ?? configuration.cluster.tieBreakers.isEmpty }
+
+    /// How long a standby waits for a handover's final LSN before it takes over without it
+    /// (only when the peer waited for it on every commit). Over a working link the final WAL
+    /// is replayed within milliseconds; a detached standby reconnects within its
+    /// wal_retrieve_retry_interval.
+    static let handoverGrace = Duration.milliseconds(500)
+
+    // MARK: Service loss (active node)
+
+    func evaluateServiceLoss() {
+        guard role == .active, handoverLSN == nil, handoverSynchronous == nil, switchoverCall == nil else { return }
+        var inputs = switchingInputs
+        inputs.tieBreakerReachable = !(tieBreaker?.silent(at: loop.now) ?? false)
+        let verdict = FailoverPolicy.serviceLossHandover(
+            inputs, enabled: configuration.cluster.serviceLossHandover,
+            tieBreakersConfigured: !configuration.cluster.tieBreakers.isEmpty,
+            peerReachesTieBreaker: tracker.peerReachesTieBreaker, peerHasEveryCommit: peerHasEveryCommit)
+        switch verdict {
+        case .proceed:
+            lastServiceLossRefusal = nil
+            logger.notice(
+                "service network lost: handing over to the standby",
+                metadata: [
+                    "peer.name": "\(configuration.peerNode.name)",
+                    "ha.tie_breakers": "\(configuration.cluster.tieBreakers.map(\.description).joined(separator: ", "))",
+                    "message.id": "\(MessageID.serviceLost)",
+                ])
+            beginHandover(call: nil, serviceLost: true)
+        case .refuse(let refusal):
+            // Worth a line only while this node is cut off: otherwise "reaches its tie-breakers"
+            // (or the setting is off) is the normal state.
+            guard !inputs.tieBreakerReachable, refusal != .serviceLossHandoverOff else {
+                lastServiceLossRefusal = nil
+                return
+            }
+            guard refusal != lastServiceLossRefusal else { return }
+            lastServiceLossRefusal = refusal
+            logger.warning(
+                "the tie-breakers do not answer, but this node does not hand over",
+                metadata: ["peer.name": "\(configuration.peerNode.name)", "reason": "\(refusal)"])
+        }
+    }
+
+    // MARK: Following a handover (standby)
+
+    /// The peer handed over (released, stopped its database at `tracker.peerLSN`): take over
+    /// once that position is replayed here, or after the grace time if the peer's primary
+    /// waited for us on every commit.
+    func followHandover() {
+        guard !waitingForReplay, role == .standby else { return }
+        let peer = configuration.peerNode.name
+        let finalLSN = tracker.peerLSN
+        let seen = handoverSeenAt ?? loop.now
+        handoverSeenAt = seen
+        guard configuration.database != nil else {
+            return takeOver("switchover: \(peer) handed over")
+        }
+        let grace = Self.handoverGrace
+        let waited = loop.now - seen
+        // Up to the end of the grace time; after it (the peer did not say it waited for us) in
+        // one-second steps, as long as the peer keeps handing over.
+        let wait = waited < grace ? grace - waited : .seconds(1)
+        let waitMs = UInt32(max(1, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000))
+        waitingForReplay = true
+        do {
+            _ = try bus.call(
+                destination: effectorName, path: effectorPath, interface: effectorInterface,
+                member: MemberName(Effector1.Method.waitForReplay), [.uint64(finalLSN), .uint32(waitMs)],
+                timeout: wait + .seconds(5)
+            ) { [unowned self] result in
+                waitingForReplay = false
+                var replayed: UInt64?
+                switch result {
+                case .success(let values): replayed = values.dropFirst().first?.uint64
+                case .failure(let error):
+                    logger.warning("cannot wait for the handover's final LSN", metadata: ["error": "\(error.message)"])
+                }
+                guard role == .standby, tracker.peerHandover, tracker.peerRole == .standby, tracker.peerLSN == finalLSN else {
+                    return
+                }
+                decideHandover(finalLSN: finalLSN, replayed: replayed, seen: seen, retryAfterFailure: replayed == nil)
+            }
+        } catch {
+            waitingForReplay = false
+            decideHandover(finalLSN: finalLSN, replayed: nil, seen: seen, retryAfterFailure: true)
+        }
+    }
+
+    func decideHandover(finalLSN: UInt64, replayed: UInt64?, seen: Duration, retryAfterFailure: Bool) {
+        let peer = configuration.peerNode.name
+        let step = FailoverPolicy.acceptHandover(
+            replayed: replayed, finalLSN: finalLSN, peerHadEveryCommit: tracker.peerWaitsForUs,
+            waited: loop.now - seen, grace: Self.handoverGrace)
+        switch step {
+        case .takeOver:
+            takeOver("switchover: \(peer) handed over at LSN \(DatabaseLSN(finalLSN)), replayed")
+        case .takeOverWithoutFinalLSN:
+            logger.warning(
+                "taking over without the peer's final LSN",
+                metadata: [
+                    "peer.name": "\(peer)", "pg.final_lsn": "\(DatabaseLSN(finalLSN))",
+                    "pg.replayed_lsn": "\(DatabaseLSN(replayed ?? 0))", "message.id": "\(MessageID.handoverWithoutFinalLSN)",
+                ])
+            takeOver(
+                "switchover: \(peer) handed over at LSN \(DatabaseLSN(finalLSN)); replayed \(DatabaseLSN(replayed ?? 0)), "
+                    + "and its primary waited for this standby on every commit")
+        case .wait:
+            // A failed call is not retried at once (the effector may be restarting); a plain
+            // timeout is (the call itself waited).
+            let delay: Duration = retryAfterFailure ? .seconds(1) : .zero
+            reevaluation = try? loop.addTimer(at: loop.now + delay) { [unowned self] in evaluateAutomatic() }
+        }
+    }
+}
+
+/// A WAL position as PostgreSQL writes it (`16/B374D848`).
+struct DatabaseLSN: CustomStringConvertible {
+    var value: UInt64
+    init(_ value: UInt64) { self.value = value }
+    var description: String {
+        String(value >> 32, radix: 16, uppercase: true) + "/" + String(value & 0xFFFF_FFFF, radix: 16, uppercase: true)
+    }
+}
