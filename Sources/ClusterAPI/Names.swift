@@ -23,6 +23,7 @@ public enum Heartbeat1 {
         public static let peerLastSeenUSec = "PeerLastSeenUSec"
         public static let links = "Links"
         public static let tieBreakerReachable = "TieBreakerReachable"
+        public static let peerTieBreakerReachable = "PeerTieBreakerReachable"
         public static let synchronous = "Synchronous"
         public static let failoverReadiness = "FailoverReadiness"
         public static let fileSync = "FileSync"

@@ -58,7 +58,8 @@ extension ClusterStatus {
                 lines.append("  \(l.name) \(l.peerAddress): \(l.up ? "up" : "down"), \(seen)")
             }
             lines.append("auto-failover: \(onOff(h.autoFailover)), maintenance: \(onOff(h.maintenance)), "
-                + "tie-breaker: \(h.tieBreakerReachable ? "reachable" : "unreachable")")
+                + "tie-breaker: \(h.tieBreakerReachable ? "reachable" : "unreachable")"
+                + (h.peerTieBreakerReachable.map { " (peer: \($0 ? "reachable" : "unreachable"))" } ?? ""))
             if let text = Self.synchronousText(h.synchronous, role: h.role) { lines.append("replication: \(text)") }
             if h.role == "standby", let readiness = h.failoverReadiness {
                 lines.append("automatic failover onto this node: " + (readiness.ready ? "ready" : "refused: \(readiness.reason)"))
@@ -178,6 +179,7 @@ extension ClusterStatus {
                 ("role", .string(h.role)), ("epoch", .number(h.epoch)),
                 ("auto_failover", .bool(h.autoFailover)), ("maintenance", .bool(h.maintenance)),
                 ("tie_breaker_reachable", .bool(h.tieBreakerReachable)),
+                ("peer_tie_breaker_reachable", h.peerTieBreakerReachable.map { .bool($0) } ?? .null),
                 ("packets_received", .number(h.packetsReceived)), ("packets_rejected", .number(h.packetsRejected)),
                 ("peer", .object([
                     ("name", .string(h.peerName)), ("state", .string(h.peerState)), ("role", .string(h.peerRole)),

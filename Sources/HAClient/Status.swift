@@ -56,6 +56,8 @@ public struct HeartbeatStatus: Sendable, Equatable {
     public var peerLastSeenUSec: UInt64 = 0
     public var links: [LinkStatus] = []
     public var tieBreakerReachable = false
+    /// The peer reaches its tie-breakers, as it last said (nil: not published).
+    public var peerTieBreakerReachable: Bool?
     public var packetsReceived: UInt64 = 0
     public var packetsRejected: UInt64 = 0
     /// What the primary's commits wait for (Heartbeat1.Synchronous); "" when not published.
@@ -72,6 +74,7 @@ public struct HeartbeatStatus: Sendable, Equatable {
             && a.autoFailover == b.autoFailover && a.maintenance == b.maintenance && a.peerName == b.peerName
             && a.peerState == b.peerState && a.peerRole == b.peerRole && a.peerEpoch == b.peerEpoch
             && a.peerLastSeenUSec == b.peerLastSeenUSec && a.links == b.links && a.tieBreakerReachable == b.tieBreakerReachable
+            && a.peerTieBreakerReachable == b.peerTieBreakerReachable
             && a.packetsReceived == b.packetsReceived && a.packetsRejected == b.packetsRejected && a.synchronous == b.synchronous
             && a.failoverReadiness?.ready == b.failoverReadiness?.ready && a.failoverReadiness?.reason == b.failoverReadiness?.reason
             && a.fileSync == b.fileSync
@@ -97,6 +100,7 @@ public struct HeartbeatStatus: Sendable, Equatable {
             return LinkStatus(name: name, peerAddress: address, up: up, lastSeenUSec: seen)
         }
         tieBreakerReachable = p[K.tieBreakerReachable]?.bool ?? tieBreakerReachable
+        peerTieBreakerReachable = p[K.peerTieBreakerReachable]?.bool ?? peerTieBreakerReachable
         packetsReceived = p[K.packetsReceived]?.uint64 ?? packetsReceived
         packetsRejected = p[K.packetsRejected]?.uint64 ?? packetsRejected
         synchronous = p[K.synchronous]?.string ?? synchronous

@@ -38,6 +38,7 @@ extension HeartbeatMonitor {
         iface.property(P.tieBreakerReachable, "b") { [unowned self] in
             .boolean(self.tieBreaker?.reachable ?? cluster.tieBreakers.isEmpty)
         }
+        iface.property(P.peerTieBreakerReachable, "b") { [unowned self] in .boolean(self.tracker.peerReachesTieBreaker) }
         iface.property(P.synchronous, "s") { [unowned self] in .string(self.synchronousState) }
         iface.property(P.failoverReadiness, "(bs)", change: .none) { [unowned self] in
             let readiness = self.failoverReadiness

@@ -58,6 +58,8 @@ public final class HeartbeatMonitor {
     var handoverSynchronous: Bool?
     /// The handover under way was begun because this node's service network is lost.
     var serviceLossHandover = false
+    /// What PeerTieBreakerReachable last said, to signal changes only.
+    var lastPeerReachesTieBreaker = false
     /// The last service-loss refusal logged while the tie-breakers are unreachable.
     var lastServiceLossRefusal: SwitchRefusal?
     /// The standby's side of a switchover: when the peer's handover was first heard, and
@@ -317,6 +319,10 @@ public final class HeartbeatMonitor {
                     if role == .standby && tracker.peerRole == .standby { evaluateAutomatic() }
                 } else {
                     handoverSeenAt = nil
+                }
+                if tracker.peerReachesTieBreaker != lastPeerReachesTieBreaker {
+                    lastPeerReachesTieBreaker = tracker.peerReachesTieBreaker
+                    changed(Heartbeat1.Property.peerTieBreakerReachable)
                 }
                 evaluateServiceLoss()
             }

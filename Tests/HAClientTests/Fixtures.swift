@@ -22,6 +22,7 @@ func activeStatus() -> ClusterStatus {
         LinkStatus(name: "link1", peerAddress: "198.18.4.12", up: false, lastSeenUSec: now - 95_000_000),
     ]
     h.tieBreakerReachable = true
+    h.peerTieBreakerReachable = true
     h.packetsReceived = 1200
     h.packetsRejected = 3
     h.synchronous = "sync"

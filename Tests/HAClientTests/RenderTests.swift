@@ -9,7 +9,7 @@ import Testing
             peer failover: alive, role standby, epoch 4, seen 0.2 s ago
               link0 198.18.0.12: up, seen 0.2 s ago
               link1 198.18.4.12: down, seen 95 s ago
-            auto-failover: on, maintenance: off, tie-breaker: reachable
+            auto-failover: on, maintenance: off, tie-breaker: reachable (peer: reachable)
             replication: synchronous: commits wait for the standby
             addresses: 198.18.0.100/24
             database: primary, timeline 2, standby streaming (sync), lag 1.5 KiB / 0.0 s, slot kusu_failover
@@ -139,6 +139,7 @@ import Testing
                 "auto_failover": true,
                 "maintenance": false,
                 "tie_breaker_reachable": true,
+                "peer_tie_breaker_reachable": true,
                 "packets_received": 1200,
                 "packets_rejected": 3,
                 "peer": {
@@ -213,7 +214,7 @@ import Testing
         #expect(j.keys == ["cluster", "node", "now_usec", "heartbeat", "effector"])
         let hb = try #require(j["heartbeat"])
         #expect(hb.keys == ["running", "error", "role", "epoch", "auto_failover", "maintenance", "tie_breaker_reachable",
-                            "packets_received", "packets_rejected", "peer", "links", "synchronous", "failover_readiness",
+                            "peer_tie_breaker_reachable", "packets_received", "packets_rejected", "peer", "links", "synchronous", "failover_readiness",
                             "file_sync"])
         #expect(hb["peer"]?.keys == ["name", "state", "role", "epoch", "last_seen_usec"])
         guard case .array(let links)? = hb["links"] else { Issue.record("links is not an array"); return }
@@ -256,7 +257,10 @@ import Testing
             "PeerEpoch": .uint64(6), "PeerLastSeenUSec": .uint64(99),
             "Links": .array(element: "(ssbt)", [.structure([.string("link0"), .string("198.18.0.12"), .boolean(false), .uint64(98)])]),
             "TieBreakerReachable": .boolean(true), "PacketsReceived": .uint64(10), "PacketsRejected": .uint64(2),
+            "PeerTieBreakerReachable": .boolean(false),
         ])
+        #expect(h.peerTieBreakerReachable == false)
+        #expect(HeartbeatStatus(properties: [:]).peerTieBreakerReachable == nil)
         #expect(h.role == "standby" && h.epoch == 7 && h.autoFailover && h.maintenance)
         #expect(h.peerState == "dead" && h.peerRole == "active" && h.peerEpoch == 6 && h.peerLastSeenUSec == 99)
         #expect(h.links == [LinkStatus(name: "link0", peerAddress: "198.18.0.12", up: false, lastSeenUSec: 98)])

@@ -57,12 +57,7 @@ private let stranger = IPAddress.v4(198, 18, 0, 9)
 
     @Test func aStalledProcessIsNotSilent() {
         var state = ProbeState(targets: [a], window: .seconds(3))
-        var clock = Duration.seconds(10)
-        for _ in 0..<5 {
-            let seq = state.beginRound(at: clock)
-            #expect(accepted(&state, from: a, sequence: seq, at: clock + .milliseconds(1)))
-            clock += .seconds(1)
-        }
+        var clock = answeredRounds(&state, 5, from: .seconds(10))
         // Stopped for 20 s: when it runs again every answer is old (not reachable), but the
         // rounds it sent were answered, and the first round after the stall is fresh.
         clock += .seconds(20)
@@ -115,13 +110,7 @@ private let stranger = IPAddress.v4(198, 18, 0, 9)
 
     @Test func steadyAnswersKeepItReachableAndSilenceLosesIt() {
         var state = ProbeState(targets: [a], window: .seconds(3))
-        var clock = Duration.seconds(50)
-        for _ in 0..<10 {
-            let seq = state.beginRound(at: clock)
-            #expect(accepted(&state, from: a, sequence: seq, at: clock + .milliseconds(1)))
-            clock += .seconds(1)
-            #expect(state.reachable(at: clock))
-        }
+        var clock = answeredRounds(&state, 10, from: .seconds(50)) { now, state in #expect(state.reachable(at: now)) }
         // The target goes silent at 60 s: rounds continue, nothing answers.
         _ = state.beginRound(at: clock)
         clock += .seconds(1)
@@ -205,6 +194,21 @@ private let stranger = IPAddress.v4(198, 18, 0, 9)
 /// `state.accept` outside the #expect macro (which cannot take a mutating call).
 private func accepted(_ state: inout ProbeState, from source: IPAddress, sequence: UInt16, at now: Duration) -> Bool {
     state.accept(from: source, sequence: sequence, at: now)
+}
+
+/// `count` rounds a second apart from `start`, each answered by `a` 1 ms after it left; `after`
+/// runs after each with the time of the next round. Returns that time.
+private func answeredRounds(
+    _ state: inout ProbeState, _ count: Int, from start: Duration, after: (Duration, ProbeState) -> Void = { _, _ in }
+) -> Duration {
+    var clock = start
+    for _ in 0..<count {
+        let seq = state.beginRound(at: clock)
+        #expect(accepted(&state, from: a, sequence: seq, at: clock + .milliseconds(1)))
+        clock += .seconds(1)
+        after(clock, state)
+    }
+    return clock
 }
 
 // MARK: Real packets

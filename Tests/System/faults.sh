@@ -26,7 +26,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/pair.sh"
 . "$here/harness.sh"
 
-RUNS=${FAULT_RUNS:-2}     # FAULT_ONLY=REGEX runs only the scenarios whose name matches
+RUNS=${FAULT_RUNS:-2}     # FAULT_ONLY=REGEX runs only the scenarios whose name matches;
+                          # FAULT_LOG_DIR=DIR keeps each run's journals of both nodes there
 INTERVAL_MS=200
 pair_init
 W="$TB_DIR/faults"; mkdir -p "$W"
@@ -119,6 +120,14 @@ run_scenario() {
     if [ "$services" = "http tftp dhcp sql" ]; then t_pass "$name: HTTP, TFTP, DHCP and SQL answer through the address afterwards"; else ok=0; t_fail "$name: services afterwards" "answering: $services"; fi
     out=$(outage_ms "$t0")
     echo "# $name: outage $out ms, active before/after: $before/$act"
+    if [ -n "${FAULT_LOG_DIR:-}" ]; then   # keep the run's journals, for a closer look
+        mkdir -p "$FAULT_LOG_DIR"
+        local n since=$(( (t0 / 1000000000) - 5 ))
+        for n in a b; do
+            pair_exec "$n" journalctl -q -o short-precise --since "@$since" -u kusu-hbd -u kusu-effectord -u kusu-pg \
+                >"$FAULT_LOG_DIR/${name//[^a-z0-9]/_}-$n-$(date +%s).log" 2>&1
+        done
+    fi
     record "$name" "$ok" "$out" "${lost:-0}"
 }
 writer_acked() { [ "$(grep -c ' ok ' "$TB_DIR/writer.log" 2>/dev/null)" -ge "$1" ]; }
