@@ -18,7 +18,9 @@
 # and takes over: promotes the database, adds and announces the address, starts the
 # services. The client measures how long the service was unreachable. Then the installer
 # comes back with an empty disk: kusu-hbd rebuilds its database from the new primary and
-# it stays standby, in sync. Everything is torn down at the end.
+# it stays standby, in sync. Last, the failover node's service network is cut while its
+# heartbeat links work: it no longer reaches the tie-breaker, the installer does, so it
+# hands the service back over by itself. Everything is torn down at the end.
 # Run as root on Debian 12; it installs what it needs and builds first.
 set -uo pipefail   # no -e: the test-bed helpers return non-zero as answers; failures are checked
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -103,5 +105,33 @@ echo "   rebuilt as a synchronous standby of the failover node in $(ms "$(date +
 echo "   rows on the installer now: $(pair_sql a 'SELECT count(*) FROM rows'), missing: $(pair_acked_lost a)"
 echo; echo "== kusu-ha status on the installer"
 pair_exec a kusu-ha status | indent
+
+echo; echo "== the failover node loses its service network (cable pulled); the heartbeat links still work"
+echo "   (nobody can reach it, but its peer still hears it: it is not dead, so it hands over itself)"
+tb_poll 10 pair_prop_is b ServiceLossReadiness 'true ""' || echo "   (not ready: $(pair_prop b ServiceLossReadiness))"
+pair_writer_start 40 100000 2
+tb_poll 10 writer_acked 10 || true
+rm -f "$W"/*.t
+t_cut=$(date +%s%N)
+tb_link b 0 down
+for probe in http_ok write_ok; do
+    ( tb_poll 30 "$probe"; date +%s%N >"$W/$probe.t" ) &
+    tb_track $!
+done
+for probe in http_ok write_ok; do tb_poll 35 first_success "$probe"; done
+t_http=$(cat "$W/http_ok.t"); t_db=$(cat "$W/write_ok.t")
+tb_poll 10 pair_prop_is a Role active || true
+pair_writer_stop
+echo "   the installer took over; unreachable through 198.18.0.100 after the cut:"
+echo "   HTTP repository answering   $(ms "$t_http" "$t_cut") ms"
+echo "   database writable           $(ms "$t_db" "$t_cut") ms"
+echo "   (three tie-breaker pings missed, 250 ms apart here; then a handover like a switchover)"
+tb_link b 0 up
+t_back=$(date +%s%N)
+tb_poll 60 pair_prop_is a Synchronous sync || true
+echo "   cable back: the failover node rejoined as a synchronous standby in $(ms "$(date +%s%N)" "$t_back") ms (pg_rewind)"
+echo "   acknowledged rows lost      $(pair_acked_lost a) of $(sort -u "$TB_DIR/acked" | wc -l)"
 pair_exec b sh -c 'kill "$(cat /run/kusu-demo-watch.pid)"' 2>/dev/null || true
+echo; echo "== kusu-ha status on the installer"
+pair_exec a kusu-ha status | indent
 echo; echo "== tearing down"

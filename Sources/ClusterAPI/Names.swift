@@ -26,6 +26,7 @@ public enum Heartbeat1 {
         public static let peerTieBreakerReachable = "PeerTieBreakerReachable"
         public static let synchronous = "Synchronous"
         public static let failoverReadiness = "FailoverReadiness"
+        public static let serviceLossReadiness = "ServiceLossReadiness"
         public static let fileSync = "FileSync"
         public static let packetsReceived = "PacketsReceived"
         public static let packetsRejected = "PacketsRejected"

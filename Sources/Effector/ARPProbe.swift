@@ -5,6 +5,7 @@
 public import ClusterCore
 import CNetlink
 import DBusKit
+import Dispatch
 import Glibc
 
 public struct ProbeAnswer: Sendable, Equatable {
@@ -20,9 +21,13 @@ public enum ARPProbe {
     public static func probe(_ address: FloatingAddress, wait: Duration) throws(NetlinkError) -> ProbeAnswer {
         guard case .v4 = address.address else { return ProbeAnswer(answered: false, mac: "") }
         let operation = "probe \(address.address) on \(address.interface)"
-        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(UInt16(ETH_P_ARP).bigEndian))
+        // Protocol 0 here, ETH_P_ARP at bind: a socket opened with a protocol hooks into every
+        // interface at once, and binding it re-hooks, which waits for an RCU grace period
+        // (about 8 ms). Closing unhooks and waits for one too (8–20 ms measured), so the close
+        // happens off the caller's path: the answer is known by then.
+        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw NetlinkError(operation: operation, errno: Glibc.errno) }
-        defer { close(fd) }
+        defer { DispatchQueue.global(qos: .utility).async { close(fd) } }
         let (index, mac) = try PacketAnnouncer.ethernetInterface(fd: fd, name: address.interface, operation: operation)
         var link = sockaddr_ll()
         link.sll_family = UInt16(AF_PACKET)

@@ -64,6 +64,9 @@ extension ClusterStatus {
             if h.role == "standby", let readiness = h.failoverReadiness {
                 lines.append("automatic failover onto this node: " + (readiness.ready ? "ready" : "refused: \(readiness.reason)"))
             }
+            if h.role == "active", let readiness = h.serviceLossReadiness {
+                lines.append("handover if this node loses its service network: " + (readiness.ready ? "ready" : "no: \(readiness.reason)"))
+            }
             for tree in h.fileSync { lines.append("file tree \(tree.path): \(Self.describe(tree, now: nowUSec))") }
         case .unavailable(let why):
             if !head.isEmpty { lines.append(head) }
@@ -157,6 +160,7 @@ extension ClusterStatus {
     ///       links              [{name, address, up, last_seen_usec}]
     ///       synchronous        string   sync, async, none, waiting, off, unknown
     ///       failover_readiness {ready, reason} | null
+    ///       service_loss_readiness {ready, reason} | null
     ///       file_sync          [{path, state, last_success_usec, last_attempt_usec, since_usec, message}]
     ///     effector           object       kusu-effectord (org.kusu.Effector1):
     ///       running            bool
@@ -191,6 +195,7 @@ extension ClusterStatus {
                 ]) })),
                 ("synchronous", .string(h.synchronous)),
                 ("failover_readiness", h.failoverReadiness.map { .object([("ready", .bool($0.ready)), ("reason", .string($0.reason))]) } ?? .null),
+                ("service_loss_readiness", h.serviceLossReadiness.map { .object([("ready", .bool($0.ready)), ("reason", .string($0.reason))]) } ?? .null),
                 ("file_sync", .array(h.fileSync.map { t in .object([
                     ("path", .string(t.path)), ("state", .string(t.state)), ("last_success_usec", .number(t.lastSuccessUSec)),
                     ("last_attempt_usec", .number(t.lastAttemptUSec)), ("since_usec", .number(t.sinceUSec)), ("message", .string(t.message)),

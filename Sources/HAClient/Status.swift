@@ -64,6 +64,8 @@ public struct HeartbeatStatus: Sendable, Equatable {
     public var synchronous = ""
     /// Whether an automatic failover onto this node would go ahead now, and why not (nil: not published).
     public var failoverReadiness: (ready: Bool, reason: String)?
+    /// On the active node: whether it would hand over if its service network were lost.
+    public var serviceLossReadiness: (ready: Bool, reason: String)?
     /// The `[[sync]]` trees kept on the standby.
     public var fileSync: [FileTreeStatus] = []
 
@@ -77,6 +79,8 @@ public struct HeartbeatStatus: Sendable, Equatable {
             && a.peerTieBreakerReachable == b.peerTieBreakerReachable
             && a.packetsReceived == b.packetsReceived && a.packetsRejected == b.packetsRejected && a.synchronous == b.synchronous
             && a.failoverReadiness?.ready == b.failoverReadiness?.ready && a.failoverReadiness?.reason == b.failoverReadiness?.reason
+            && a.serviceLossReadiness?.ready == b.serviceLossReadiness?.ready
+            && a.serviceLossReadiness?.reason == b.serviceLossReadiness?.reason
             && a.fileSync == b.fileSync
     }
 
@@ -106,6 +110,9 @@ public struct HeartbeatStatus: Sendable, Equatable {
         synchronous = p[K.synchronous]?.string ?? synchronous
         if let f = p[K.failoverReadiness]?.structure, f.count == 2, let ready = f[0].bool, let reason = f[1].string {
             failoverReadiness = (ready, reason)
+        }
+        if let f = p[K.serviceLossReadiness]?.structure, f.count == 2, let ready = f[0].bool, let reason = f[1].string {
+            serviceLossReadiness = (ready, reason)
         }
         fileSync = (p[K.fileSync]?.array ?? []).compactMap { v in
             guard let f = v.structure, f.count == 6, let path = f[0].string, let state = f[1].string, let success = f[2].uint64,

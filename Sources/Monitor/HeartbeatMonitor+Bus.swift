@@ -40,6 +40,10 @@ extension HeartbeatMonitor {
         }
         iface.property(P.peerTieBreakerReachable, "b") { [unowned self] in .boolean(self.tracker.peerReachesTieBreaker) }
         iface.property(P.synchronous, "s") { [unowned self] in .string(self.synchronousState) }
+        iface.property(P.serviceLossReadiness, "(bs)", change: .none) { [unowned self] in
+            let readiness = self.serviceLossReadiness
+            return .structure([.boolean(readiness.ready), .string(readiness.reason)])
+        }
         iface.property(P.failoverReadiness, "(bs)", change: .none) { [unowned self] in
             let readiness = self.failoverReadiness
             return .structure([.boolean(readiness.ready), .string(readiness.reason)])

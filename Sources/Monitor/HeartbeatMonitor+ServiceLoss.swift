@@ -61,6 +61,21 @@ extension HeartbeatMonitor {
         }
     }
 
+    /// The ServiceLossReadiness property: whether this active node would hand over if its
+    /// tie-breakers fell silent now, and why not.
+    var serviceLossReadiness: (ready: Bool, reason: String) {
+        var inputs = switchingInputs
+        inputs.tieBreakerReachable = false
+        let verdict = FailoverPolicy.serviceLossHandover(
+            inputs, enabled: configuration.cluster.serviceLossHandover,
+            tieBreakersConfigured: !configuration.cluster.tieBreakers.isEmpty,
+            peerReachesTieBreaker: tracker.peerReachesTieBreaker, peerHasEveryCommit: peerHasEveryCommit)
+        switch verdict {
+        case .proceed: return (true, "")
+        case .refuse(let refusal): return (false, refusal.description)
+        }
+    }
+
     // MARK: Following a handover (standby)
 
     /// The peer handed over (released, stopped its database at `tracker.peerLSN`): take over

@@ -50,6 +50,10 @@ public final class HeartbeatMonitor {
     var rejoining = false
     /// An address probe is under way before an automatic takeover; a later look is scheduled.
     var probing = false
+    /// The address probe started when the peer turned late, so that a takeover at "dead" need
+    /// not wait for one (nil: none; a new one per late episode).
+    var earlyProbe: EarlyProbe?
+    var earlyProbeCount: UInt64 = 0
     var reevaluation: TimerSource?
     /// Switchover: the final LSN this node advertises after handing the active role over.
     var handoverLSN: UInt64?
@@ -291,6 +295,7 @@ public final class HeartbeatMonitor {
                 }
                 ServiceManager.notify("STATUS=\(role.rawValue); peer \(configuration.peerNode.name) is \(new.rawValue)")
                 if new == .late || new == .dead { tieBreaker?.probeNow() }
+                if new == .late { startEarlyAddressProbe() } else if new == .alive { earlyProbe = nil }
                 evaluateAutomatic()
                 evaluateReplication()
             case .linkChanged(let link, let up):

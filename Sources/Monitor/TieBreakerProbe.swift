@@ -210,7 +210,10 @@ final class TieBreakerProbe {
     /// well under a millisecond), so a node that just started, or was itself stalled, is not "cut
     /// off" before it could hear answers.
     func silent(at now: Duration) -> Bool {
-        timer != nil && state.silent(patience: interval / 2, at: now)
+        guard timer != nil else { return false }
+        // Answers already queued on the sockets count, even if the loop has not read them yet.
+        for fd in [socketV4, socketV6].compactMap({ $0 }) { receiveAll(from: fd) }
+        return state.silent(patience: interval / 2, at: now)
     }
 
     /// Stops probing; `reachable` keeps its last value.

@@ -23,6 +23,7 @@ func activeStatus() -> ClusterStatus {
     ]
     h.tieBreakerReachable = true
     h.peerTieBreakerReachable = true
+    h.serviceLossReadiness = (true, "")
     h.packetsReceived = 1200
     h.packetsRejected = 3
     h.synchronous = "sync"

@@ -11,6 +11,7 @@ import Testing
               link1 198.18.4.12: down, seen 95 s ago
             auto-failover: on, maintenance: off, tie-breaker: reachable (peer: reachable)
             replication: synchronous: commits wait for the standby
+            handover if this node loses its service network: ready
             addresses: 198.18.0.100/24
             database: primary, timeline 2, standby streaming (sync), lag 1.5 KiB / 0.0 s, slot kusu_failover
             units: kusu-ok.service active, kusu-slow.service activating
@@ -165,6 +166,10 @@ import Testing
                 ],
                 "synchronous": "sync",
                 "failover_readiness": null,
+                "service_loss_readiness": {
+                  "ready": true,
+                  "reason": ""
+                },
                 "file_sync": []
               },
               "effector": {
@@ -214,7 +219,7 @@ import Testing
         #expect(j.keys == ["cluster", "node", "now_usec", "heartbeat", "effector"])
         let hb = try #require(j["heartbeat"])
         #expect(hb.keys == ["running", "error", "role", "epoch", "auto_failover", "maintenance", "tie_breaker_reachable",
-                            "peer_tie_breaker_reachable", "packets_received", "packets_rejected", "peer", "links", "synchronous", "failover_readiness",
+                            "peer_tie_breaker_reachable", "packets_received", "packets_rejected", "peer", "links", "synchronous", "failover_readiness", "service_loss_readiness",
                             "file_sync"])
         #expect(hb["peer"]?.keys == ["name", "state", "role", "epoch", "last_seen_usec"])
         guard case .array(let links)? = hb["links"] else { Issue.record("links is not an array"); return }
@@ -258,8 +263,10 @@ import Testing
             "Links": .array(element: "(ssbt)", [.structure([.string("link0"), .string("198.18.0.12"), .boolean(false), .uint64(98)])]),
             "TieBreakerReachable": .boolean(true), "PacketsReceived": .uint64(10), "PacketsRejected": .uint64(2),
             "PeerTieBreakerReachable": .boolean(false),
+            "ServiceLossReadiness": .structure([.boolean(false), .string("this node is standby, not active")]),
         ])
         #expect(h.peerTieBreakerReachable == false)
+        #expect(h.serviceLossReadiness?.ready == false && h.serviceLossReadiness?.reason == "this node is standby, not active")
         #expect(HeartbeatStatus(properties: [:]).peerTieBreakerReachable == nil)
         #expect(h.role == "standby" && h.epoch == 7 && h.autoFailover && h.maintenance)
         #expect(h.peerState == "dead" && h.peerRole == "active" && h.peerEpoch == 6 && h.peerLastSeenUSec == 99)
