@@ -5,6 +5,8 @@
 #  2. kusu-hbd's idle cost: CPU per cent of one core and resident memory, with
 #     interval_ms 100 and 1000, over a measuring window.
 # Usage: scripts/bench-detect.sh [KILLS=20] [WINDOW_S=20]
+#   BENCH_SMAPS=1 also prints the resident size of each mapping over 200 KiB. kusu-hbd unmaps
+#   its start-up code 10 s after it starts (ResidentCode): give WINDOW_S ≥ 10 to see that.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -60,6 +62,7 @@ idle() {
     local rss anon
     rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)
     anon=$(awk '/^RssAnon:/ {print $2}' /proc/"$pid"/status)
+    [ -n "${BENCH_SMAPS:-}" ] && awk '/^[0-9a-f]+-/ {name=$6 " " $2} /^Rss:/ {r[name]+=$2} END {for (n in r) if (r[n] > 200) printf "      %6d kB  %s\n", r[n], n}' /proc/"$pid"/smaps | sort -rn
     python3 -c "
 cpu = ($c1 - $c0) / ($t1 - $t0) * 100
 print(f'   interval_ms {$interval:>4}: idle CPU {cpu:.3f} % of a core over ${WINDOW} s, RSS {$rss / 1024:.1f} MiB (anonymous {$anon / 1024:.1f} MiB)')"

@@ -82,8 +82,11 @@ struct HeartbeatDaemon: ParsableCommand {
             let int = try loop.addSignal(SIGINT) { monitor.stop() }
             _ = loop.enableWatchdog()
             ServiceManager.notify("READY=1\nSTATUS=watching peer \(configuration.peerNode.name)")
+            // Once the start-up work is done (the configuration, the bus, the first exchanges),
+            // the code only it ran need not stay mapped: see ResidentCode.
+            let trim = try loop.addTimer(at: loop.now + .seconds(10)) { ResidentCode.releaseExecutableCode() }
             let code = try loop.run()
-            withExtendedLifetime((term, int, monitor)) {}
+            withExtendedLifetime((term, int, monitor, trim)) {}
             if code != 0 {
                 logger.error("kusu-hbd lost the system bus", metadata: ["exit.code": "\(code)"])
                 throw ExitCode(code)

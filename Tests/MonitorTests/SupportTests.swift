@@ -63,3 +63,38 @@ import Testing
         #expect(log.shouldLog(.badSignature, at: .seconds(111)) == nil)
     }
 }
+
+@Suite struct ResidentCodeRelease {
+    /// RSS of the process in KiB, from /proc/self/status.
+    static func residentKiB() throws -> Int {
+        let text = String(decoding: try Files.read("/proc/self/status"), as: UTF8.self)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+        return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+    }
+
+    @Test func dropsTheExecutablesCodeAndTheProcessGoesOn() throws {
+        let before = try Self.residentKiB()
+        let released = ResidentCode.releaseExecutableCode()
+        // The test binary has a code mapping of its own, so something was released...
+        #expect(released > 0)
+        let after = try Self.residentKiB()
+        #expect(after < before, "RSS \(before) → \(after) KiB")
+        // ... and the code runs on, faulted back in from the page cache as it is used.
+        var state = ProbeState(targets: [IPAddress.v4(198, 18, 0, 1)], window: .seconds(3))
+        let seq = state.beginRound(at: .seconds(1))
+        let counted = state.accept(from: IPAddress.v4(198, 18, 0, 1), sequence: seq, at: .seconds(1))
+        #expect(counted)
+        let configuration = try Configuration.parse(Self.minimalPair, file: "t.toml", hostName: "a")
+        #expect(configuration.peerNode.name == "b")
+    }
+
+    static let minimalPair = """
+        [[nodes]]
+        name = "a"
+        addresses = ["198.18.0.11"]
+
+        [[nodes]]
+        name = "b"
+        addresses = ["198.18.0.12"]
+        """
+}
