@@ -101,6 +101,7 @@ echo; echo "== the installer node comes back with an empty disk"
 t_back=$(date +%s%N)
 pair_return a "$W" "$KUSU_BIN_DIR"
 tb_poll 90 pair_prop_is b Synchronous sync || true
+tb_poll 5 pair_prop_is a Synchronous sync || true   # the installer hears it in b's next heartbeat
 echo "   rebuilt as a synchronous standby of the failover node in $(ms "$(date +%s%N)" "$t_back") ms (boot, pg_basebackup, catch-up)"
 echo "   rows on the installer now: $(pair_sql a 'SELECT count(*) FROM rows'), missing: $(pair_acked_lost a)"
 echo; echo "== kusu-ha status on the installer"
