@@ -408,7 +408,6 @@ extension HeartbeatMonitor {
     /// standby to confirm the final WAL, up to wal_sender_timeout).
     func beginHandover(call: MethodInvocation?, serviceLost: Bool = false) {
         switchoverCall = call
-        serviceLossHandover = serviceLost
         // Said in heartbeats until the handover completes: while our primary waited for the
         // peer on every commit, the peer has every acknowledged transaction even if the final
         // LSN never reaches it.
@@ -467,7 +466,6 @@ extension HeartbeatMonitor {
         if handoverLSN != nil, tracker.peerRole == .active {
             handoverLSN = nil
             handoverSynchronous = nil
-            serviceLossHandover = false
             finishSwitchover(.success(()))
         }
         if requestSwitchoverUntil != nil, tracker.peerRole == .standby || role == .active {
@@ -480,7 +478,6 @@ extension HeartbeatMonitor {
             logger.error("switchover failed", metadata: ["error": "\(error.message)", "message.id": "\(MessageID.switchoverFailed)"])
             handoverLSN = nil
             handoverSynchronous = nil
-            serviceLossHandover = false
         }
         guard let call = switchoverCall else { return }
         switchoverCall = nil

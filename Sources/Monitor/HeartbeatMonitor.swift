@@ -60,8 +60,6 @@ public final class HeartbeatMonitor {
     /// Switchover: whether our primary waited for the peer's standby on every commit when the
     /// handover began (said in heartbeats until it completes, though no longer active).
     var handoverSynchronous: Bool?
-    /// The handover under way was begun because this node's service network is lost.
-    var serviceLossHandover = false
     /// What PeerTieBreakerReachable last said, to signal changes only.
     var lastPeerReachesTieBreaker = false
     /// The last service-loss refusal logged while the tie-breakers are unreachable.

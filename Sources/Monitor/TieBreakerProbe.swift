@@ -211,8 +211,9 @@ final class TieBreakerProbe {
     /// off" before it could hear answers.
     func silent(at now: Duration) -> Bool {
         guard timer != nil else { return false }
-        // Answers already queued on the sockets count, even if the loop has not read them yet.
-        for fd in [socketV4, socketV6].compactMap({ $0 }) { receiveAll(from: fd) }
+        // Answers already queued on the sockets count, even if the loop has not read them yet
+        // (the readable sources evaluate them when they run).
+        for fd in [socketV4, socketV6].compactMap({ $0 }) { drain(fd) }
         return state.silent(patience: interval / 2, at: now)
     }
 
@@ -283,6 +284,13 @@ final class TieBreakerProbe {
     }
 
     func receiveAll(from fd: Int32) {
+        drain(fd)
+        evaluate(at: loop.now)
+        rearm(after: loop.now)
+    }
+
+    /// Reads every queued echo reply into the state (without evaluating it).
+    func drain(_ fd: Int32) {
         let ipv6 = fd == socketV6
         let now = loop.now
         // Bounded, so a flood cannot starve the loop; the level-triggered source calls us again.
@@ -305,8 +313,6 @@ final class TieBreakerProbe {
             else { continue }
             state.accept(from: source, sequence: sequence, at: now)
         }
-        evaluate(at: now)
-        rearm(after: now)
     }
 
     func evaluate(at now: Duration) {
