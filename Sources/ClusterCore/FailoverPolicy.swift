@@ -82,6 +82,12 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     /// Service-loss handover: the primary does not wait for the standby on every commit, so
     /// the standby may lack acknowledged transactions.
     case peerNotInSync
+    /// Switchover: the standby's replication connection is not streaming (its state, or "not
+    /// connected"): it could not replay the final WAL position, and nobody would be active.
+    case standbyNotStreaming(String)
+    /// Switchover: the standby is this far behind the primary: it would replay for long before
+    /// taking over, with nobody active meanwhile.
+    case standbyBehind(bytes: UInt64, limit: UInt64)
 
     public var description: String {
         switch self {
@@ -110,6 +116,10 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
             "the peer does not reach its tie-breakers either: the tie-breaker or the whole service network may be down"
         case .peerNotInSync:
             "commits do not wait for the standby (replication is degraded or off): it may lack acknowledged transactions"
+        case .standbyNotStreaming(let state):
+            "the standby's replication is \(state), not streaming: it could not reach the final WAL position"
+        case .standbyBehind(let bytes, let limit):
+            "the standby is \(bytes) bytes behind (limit \(limit)): nobody would be active while it catches up"
         }
     }
 }
@@ -242,6 +252,17 @@ public enum FailoverPolicy {
         if inputs.hasDatabase, !peerHasEveryCommit { return .refuse(.peerNotInSync) }
         guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
         return .proceed
+    }
+
+    /// A switchover, asked on the active node: the standby takes over only once it has
+    /// replayed the final WAL position, and nobody is active until then. So the standby must
+    /// stream and be within `maxLagBytes`, as the primary reports it (`walSenderState`: its
+    /// replication connection's state, nil when not connected). Without a database, nothing
+    /// to wait for.
+    public static func handover(hasDatabase: Bool, walSenderState: String?, lagBytes: UInt64, maxLagBytes: UInt64) -> SwitchRefusal? {
+        guard hasDatabase else { return nil }
+        guard walSenderState == "streaming" else { return .standbyNotStreaming(walSenderState ?? "not connected") }
+        return lagBytes > maxLagBytes ? .standbyBehind(bytes: lagBytes, limit: maxLagBytes) : nil
     }
 
     /// What the standby does with its peer's handover (a switchover: the peer released the

@@ -11,6 +11,7 @@ public import ClusterCore
 import ClusterAPI
 public import DBusKit
 public import Logging
+import Glibc
 import Synchronization
 
 public enum Operation: Sendable, Equatable {
@@ -195,6 +196,7 @@ public final class Effector {
         case .takeover:
             var steps: [Step] = []
             if database != nil {
+                steps.append(("database", { self.startDatabaseIfDown($0) }))
                 steps.append(("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) }))
                 steps.append(("sync", { self.synchronousAfterPromotion($0) }))
             }
@@ -319,6 +321,33 @@ public final class Effector {
     struct ReplayPosition: Sendable {
         var reached: Bool
         var replayed: UInt64
+    }
+
+    /// Takeover on a node whose database is stopped (it handed over in a switchover, and the
+    /// peer died before taking over): start its unit and wait until it answers. Decided on the
+    /// state as last read (StopDatabase and the refresh record "down"), so a running database
+    /// costs the takeover nothing; if it is in fact down, the promotion says so as before.
+    func startDatabaseIfDown(_ done: @escaping Completion) {
+        guard let database, let settings = configuration.database, databaseState.role == "down" else { return done(.success(())) }
+        logger.notice("starting the stopped database for the takeover", metadata: ["unit": "\(settings.unit)"])
+        units.start([settings.unit]) { [self] started in
+            if case .failure = started { return done(started) }
+            perform({ () -> Result<DatabaseSnapshot, EffectorError> in
+                // The unit's start job may finish before the server accepts connections.
+                let deadline = EventLoop.clockNow + .seconds(60)
+                var status = database.status()
+                while status.role == "down" || status.role == "unknown", EventLoop.clockNow < deadline {
+                    usleep(20_000)
+                    status = database.status()
+                }
+                return status.role == "down" || status.role == "unknown"
+                    ? .failure(.init(.failed, "\(settings.unit) started, but the database did not accept connections within 60 s"))
+                    : .success(status)
+            }) { [self] result in
+                if case .success(let status) = result { update(database: status) }
+                done(result.map { _ in () })
+            }
+        }
     }
 
     func promote(ignoreLag: Bool, alreadyPrimaryIsSuccess: Bool, _ done: @escaping Completion) {

@@ -48,11 +48,26 @@ extension HeartbeatMonitor {
             // own network still worked then; an older one may predate our own isolation.
             tieBreakerReachable = tieBreaker.answered(since: tracker.lastSeen?.sinceOrigin ?? .zero)
         }
+        var inSync = database.map { $0.synchronous == .off ? nil : tracker.peerWaitsForUs } ?? nil
+        if handoverLSN != nil {
+            // This node handed over and stopped its database at the final LSN, and the peer has
+            // not taken over (it would be active): nothing newer exists anywhere. If the peer
+            // dies now, taking the role back loses nothing.
+            lag = 0
+            if inSync != nil { inSync = true }
+        }
         return SwitchingInputs(
             role: role, peerState: tracker.state, peerRole: tracker.peerRole, autoFailover: autoFailover,
             maintenance: maintenance, tieBreakerReachable: tieBreakerReachable,
             hasDatabase: database != nil, lagBytes: lag, maxLagBytes: database?.maxLagBytes ?? 0,
-            effectorBusy: effector.busy, inSync: database.map { $0.synchronous == .off ? nil : tracker.peerWaitsForUs } ?? nil)
+            effectorBusy: effector.busy, inSync: inSync)
+    }
+
+    /// Whether the standby could take over in a switchover now (asked on the active node).
+    var handoverRefusal: SwitchRefusal? {
+        FailoverPolicy.handover(
+            hasDatabase: configuration.database != nil, walSenderState: liveWalSenderState, lagBytes: effector.lagBytes,
+            maxLagBytes: configuration.database?.maxLagBytes ?? 0)
     }
 
     // MARK: Automatic failover
@@ -152,6 +167,12 @@ extension HeartbeatMonitor {
 
     func takeOver(_ reason: String) {
         lastAutomaticRefusal = nil
+        if handoverLSN != nil {
+            // The peer died (or was declared dead) after this node handed over, before it took over.
+            takingBack = true
+            handoverLSN = nil
+            handoverSynchronous = nil
+        }
         logger.notice(
             tracker.state == .dead ? "automatic failover" : "startup election won",
             metadata: ["peer.name": "\(configuration.peerNode.name)", "node.epoch": "\(roles.epoch)"])
@@ -295,7 +316,13 @@ extension HeartbeatMonitor {
                     case .failure(let error): detail = error.message
                     }
                     execute(roles.takeoverFinished(success: detail.isEmpty, detail: detail))
-                    if requestSwitchoverUntil != nil || switchoverCall != nil && role != .releasing {
+                    if takingBack {
+                        takingBack = false
+                        let peer = configuration.peerNode.name
+                        finishSwitchover(.failure(.failed(
+                            "the peer \(peer) was lost before it took over; this node took the active role back"
+                                + (detail.isEmpty ? "" : ", and that failed: \(detail)"))))
+                    } else if requestSwitchoverUntil != nil || switchoverCall != nil && role != .releasing {
                         requestSwitchoverUntil = nil
                         finishSwitchover(result)
                     }
@@ -346,6 +373,11 @@ extension HeartbeatMonitor {
                 effector = EffectorView()
             }
             if before != (effector.busy, effector.databaseRole) || tracker.peerHandover { evaluateAutomatic() }
+            if let until = requestSwitchoverUntil, loop.now > until {
+                requestSwitchoverUntil = nil
+                finishSwitchover(.failure(.failed(
+                    "the active peer \(configuration.peerNode.name) did not hand over within 60 s; its journal (kusu-hbd) says why")))
+            }
             evaluateRejoin()
             evaluateFailback()
             evaluateReplication()
@@ -365,7 +397,10 @@ extension HeartbeatMonitor {
             if effector.busy { return .success((false, SwitchRefusal.effectorBusy.description)) }
             guard tracker.state == .alive else { return .success((false, "the peer is \(tracker.state)")) }
             switch (role, tracker.peerRole) {
-            case (.active, .standby?), (.standby, .active?): return .success((true, ""))
+            case (.active, .standby?):
+                if let refusal = handoverRefusal { return .success((false, refusal.description)) }
+                return .success((true, ""))
+            case (.standby, .active?): return .success((true, ""))
             default:
                 return .success((false, "this node is \(role.rawValue) and the peer \(tracker.peerRole?.rawValue ?? "unknown")"))
             }
@@ -392,6 +427,7 @@ extension HeartbeatMonitor {
         guard !effector.busy else { return call.fail(.failed("switchover refused: \(SwitchRefusal.effectorBusy)")) }
         switch (role, tracker.peerRole) {
         case (.active, .standby?):
+            if let refusal = handoverRefusal { return call.fail(.failed("switchover refused: \(refusal)")) }
             beginHandover(call: call)
         case (.standby, .active?):
             switchoverCall = call

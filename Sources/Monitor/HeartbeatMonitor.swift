@@ -68,6 +68,10 @@ public final class HeartbeatMonitor {
     /// whether a WaitForReplay call is under way.
     var handoverSeenAt: Duration?
     var waitingForReplay = false
+    /// A takeover that takes the role back after a handover the peer never completed.
+    var takingBack = false
+    /// The last refusal of the peer's switchover request that was logged.
+    var lastHandoverRefusal: SwitchRefusal?
     /// Switchover asked on this (standby) node: ask the peer in heartbeats until this instant.
     var requestSwitchoverUntil: Duration?
     /// The operator's Switchover call, answered when the handover completes.
@@ -315,8 +319,20 @@ public final class HeartbeatMonitor {
             case .seen:
                 changed(Heartbeat1.Property.peerLastSeenUSec)
                 changed(Heartbeat1.Property.links)
-                if tracker.peerSwitchoverRequested && role == .active && handoverLSN == nil && switchoverCall == nil {
-                    beginHandover(call: nil)
+                if tracker.peerSwitchoverRequested && role == .active && handoverLSN == nil && handoverSynchronous == nil
+                    && switchoverCall == nil
+                {
+                    if let refusal = handoverRefusal {
+                        if refusal != lastHandoverRefusal {
+                            lastHandoverRefusal = refusal
+                            logger.warning(
+                                "the standby asks for a switchover, refused",
+                                metadata: ["peer.name": "\(configuration.peerNode.name)", "reason": "\(refusal)"])
+                        }
+                    } else {
+                        lastHandoverRefusal = nil
+                        beginHandover(call: nil)
+                    }
                 }
                 if tracker.peerHandover {
                     if role == .standby && tracker.peerRole == .standby { evaluateAutomatic() }

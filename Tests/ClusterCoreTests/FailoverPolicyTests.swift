@@ -350,3 +350,19 @@ import Testing
         #expect(Self.step(replayed: nil, sync: true, waited: .seconds(10)) == .wait)
     }
 }
+
+/// A switchover's precondition on the active node.
+@Suite struct HandoverPrecondition {
+    @Test func theStandbyMustStreamAndBeCloseEnough() {
+        #expect(FailoverPolicy.handover(hasDatabase: true, walSenderState: "streaming", lagBytes: 10, maxLagBytes: 100) == nil)
+        #expect(FailoverPolicy.handover(hasDatabase: true, walSenderState: "streaming", lagBytes: 100, maxLagBytes: 100) == nil)
+        #expect(FailoverPolicy.handover(hasDatabase: true, walSenderState: "streaming", lagBytes: 101, maxLagBytes: 100)
+            == .standbyBehind(bytes: 101, limit: 100))
+        #expect(FailoverPolicy.handover(hasDatabase: true, walSenderState: "catchup", lagBytes: 0, maxLagBytes: 100)
+            == .standbyNotStreaming("catchup"))
+        #expect(FailoverPolicy.handover(hasDatabase: true, walSenderState: nil, lagBytes: 0, maxLagBytes: 100)
+            == .standbyNotStreaming("not connected"))
+        #expect(FailoverPolicy.handover(hasDatabase: false, walSenderState: nil, lagBytes: 0, maxLagBytes: 0) == nil)
+        #expect(SwitchRefusal.standbyNotStreaming("not connected").description.hasPrefix("the standby's replication is not connected"))
+    }
+}

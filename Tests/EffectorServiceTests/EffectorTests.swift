@@ -2,6 +2,7 @@ import ClusterCore
 import DBusKit
 import EffectorService
 import Logging
+import Synchronization
 import Testing
 
 /// A two-node configuration with two floating addresses, a database and three units.
@@ -229,6 +230,31 @@ final class Box<T> {
         #expect(h.journal.all == ["synchronous '\"installer\"'"])
         #expect(h.effector.databaseState.synchronousStandbyNames == "\"installer\"")
         #expect(h.changes.contains { $0.contains(.synchronousStandbyNames) })
+    }
+
+    @Test func takeoverStartsAStoppedDatabaseFirst() throws {
+        // A node that handed over (its database stopped cleanly, still a primary) takes the role back.
+        let h = try Harness(databaseRole: "down")
+        let database = try #require(h.database)
+        h.effector.refreshDatabase()
+        #expect(try h.loop.run(until: h.loop.now + .seconds(5)) { h.effector.databaseState.role == "down" })
+        h.units.onStart = { unit in if unit == "postgresql@15-main.service" { database.role.withLock { $0 = "primary" } } }
+        #expect((try? h.run(.takeover)?.get()) != nil)
+        #expect(h.journal.all.first == "start postgresql@15-main.service")
+        #expect(h.journal.all.contains("add 198.18.0.100/24"))
+        #expect(h.effector.databaseState.role == "primary")
+        // A running database is not started again.
+        let running = try Harness(databaseRole: "standby")
+        #expect((try? running.run(.takeover)?.get()) != nil)
+        #expect(!running.journal.all.contains("start postgresql@15-main.service"))
+        // A unit that does not start fails the takeover before anything else happens.
+        let failing = try Harness(databaseRole: "down")
+        failing.effector.refreshDatabase()
+        #expect(try failing.loop.run(until: failing.loop.now + .seconds(5)) { failing.effector.databaseState.role == "down" })
+        failing.units.failing = ["postgresql@15-main.service"]
+        guard case .failure(let error)? = try failing.run(.takeover) else { Issue.record("expected a failure"); return }
+        #expect(error.code == .unitFailed)
+        #expect(!failing.journal.all.contains { $0.hasPrefix("add ") })
     }
 
     @Test func detachStandbysIsAnOperationOnThePrimaryOnly() throws {

@@ -94,6 +94,8 @@ final class FakeUnits: UnitEffects {
     let journal: Journal
     var active: Set<String> = []
     var failing: Set<String> = []
+    /// Called for each unit started (a test's stand-in for what the unit does).
+    var onStart: ((String) -> Void)?
     init(_ journal: Journal) { self.journal = journal }
 
     func start(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void) {
@@ -101,6 +103,7 @@ final class FakeUnits: UnitEffects {
             journal.record("start \(unit)")
             if failing.contains(unit) { return completion(.failure(EffectorError(.unitFailed, "\(unit): failed"))) }
             active.insert(unit)
+            onStart?(unit)
         }
         completion(.success(()))
     }

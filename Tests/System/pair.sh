@@ -140,6 +140,32 @@ t_eq "kusu-ha switchover by a user outside kusu-admin exits 3" "$rc" 3
 t_match "... with one line naming the polkit action" "$out" 'org.kusu.heartbeat1.switchover'
 t_eq "... and nothing moves" "$(pair_prop a Role) $(pair_prop b Role) $(pair_vip_holder)" "active standby a"
 
+# --- a switchover whose standby is lost before it takes over: a takes the role back ----------
+# b's monitor is frozen, and a is asked for a switchover at once (b was heard a moment ago, and
+# its database streams): a releases and stops its database at the final LSN, b never takes
+# over, and once b is declared dead a takes the role back, starting its database again. Nothing
+# is lost: a's database is the newest there is.
+in_sync_b() { pair_prop_is b Synchronous sync && pair_prop_is a Synchronous sync; }
+tb_poll 30 in_sync_b || t_fail "b is in sync before the lost switchover" "$(pair_prop b Synchronous)"
+id_lost=$(pair_client_write before-lost-switchover)
+hbd_b=$(pair_exec b systemctl show -P MainPID kusu-hbd.service)
+pair_exec b kill -STOP "$hbd_b"
+t_lost=$(date +%s%N)
+out=$(pair_exec a kusu-ha --no-ask-password switchover 2>&1)
+rc=$?
+lost_ms=$(( ($(date +%s%N) - t_lost) / 1000000 ))
+pair_exec b kill -CONT "$hbd_b"
+t_eq "the switchover to a standby lost before it took over fails (exit 1)" "$rc" 1
+t_match "... saying that a took the active role back ($lost_ms ms)" "$out" 'took the active role back'
+t_eq "a is active and holds the address again" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
+t_eq "a's database is a primary again" "$(pair_sql a 'SELECT pg_is_in_recovery()')" f
+t_eq "a runs the KUSU units again" "$(pair_units_state a)" "active active "
+t_eq "the row written before it is there" "$(pair_sql a "SELECT note FROM rows WHERE id = ${id_lost:-0}")" before-lost-switchover
+t_match "a write through the address succeeds afterwards" "$(pair_client_write after-lost-switchover)" '^[0-9][0-9]*$'
+tb_poll 10 pair_prop_is b PeerState alive || t_fail "b's monitor is heard again"
+t_eq "b, continued, stays standby" "$(pair_prop b Role)" standby
+tb_poll 30 in_sync_b && t_pass "b is a synchronous standby of a again" || t_fail "b is in sync again" "$(pair_prop b Synchronous)"
+
 # --- node a dies while a client writes -----------------------------------------------------
 # After the cuts above a stopped waiting for b (degradable) until b caught up again; b takes
 # over only once it is in sync again (it refuses a failover while not).
