@@ -346,7 +346,11 @@ public final class DatabaseController: Sendable {
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (SELECT state, sync_state, replay_lag, backend_start, reply_time FROM pg_stat_replication
                                    WHERE lower(application_name) = lower($1)
-                                   ORDER BY state = 'streaming' DESC LIMIT 1) AS r ON true
+                                   -- A standby that reconnected after its link was cut has a second
+                                   -- row until the old one's wal_sender_timeout: the newest is live.
+                                   ORDER BY state = 'streaming' DESC,
+                                            greatest(reply_time, backend_start) DESC NULLS LAST
+                                   LIMIT 1) AS r ON true
                 """, [peer, DatabaseSettings.slotName(for: peer)]).first ?? []
             guard row.count == 10, let lsn = row[0].flatMap(Self.parseLSN), let walFile = row[1],
                 let timeline = UInt32(walFile.prefix(8), radix: 16)

@@ -188,9 +188,13 @@ cut_from_service() {
     # The standby still hears the active node on the heartbeat network, so it is not "dead":
     # the active node itself sees its tie-breaker fall silent and hands over (service-loss
     # handover), without the final LSN, which cannot cross the cut link.
-    local act=$1 s ready; s=$(other "$1")
-    ready=$(pair_prop "$act" ServiceLossReadiness)
-    [[ $ready == true* ]] || { echo "# ServiceLossReadiness on $act before the cut: $ready"; return 1; }
+    local act=$1 s; s=$(other "$1")
+    ready() { [[ $(pair_prop "$act" ServiceLossReadiness) == true* ]]; }
+    tb_poll 10 ready || {
+        echo "# ServiceLossReadiness on $act before the cut: $(pair_prop "$act" ServiceLossReadiness);" \
+            "Synchronous $act $(pair_prop "$act" Synchronous), $s $(pair_prop "$s" Synchronous)"
+        return 1
+    }
     tb_link "$act" 0 down
     local moved=1
     tb_poll 4 pair_vip_holder_is "$s" || moved=0   # within the 4 s cut
