@@ -26,6 +26,15 @@ struct HeartbeatDaemon: ParsableCommand {
             org.kusu.Heartbeat1 at /org/kusu/Heartbeat1. The peer is dead only when every \
             link has been silent for cluster.dead_ms.
 
+            It decides, and asks kusu-effectord to act: a standby takes over when the peer \
+            is dead on every link, a tie-breaker answers, nothing answers for the floating \
+            addresses (an ARP probe) and its database has every acknowledged transaction; \
+            an active node that reaches none of its tie-breakers while its standby does \
+            hands over (service_loss_handover); of two active nodes that hear each other, \
+            the one with the lower epoch yields. A switchover moves the role without losing \
+            anything, and if the standby is lost before it takes over, the node takes the \
+            role back. "kusu-ha status" shows why a decision would be refused now.
+
             It runs unprivileged as the system user kusu-ha. Under systemd it uses the UDP \
             socket passed by kusu-hbd.socket (so port 694 needs no capability); started by \
             hand it binds cluster.port itself. It honours DBUS_SYSTEM_BUS_ADDRESS. It logs to \
