@@ -49,7 +49,7 @@ extension HeartbeatMonitor {
             tieBreakerReachable = tieBreaker.answered(since: tracker.lastSeen?.sinceOrigin ?? .zero)
         }
         var inSync = database.map { $0.synchronous == .off ? nil : tracker.peerWaitsForUs } ?? nil
-        if handoverLSN != nil {
+        if handoverLSN != nil || reclaimAt != nil {
             // This node handed over and stopped its database at the final LSN, and the peer has
             // not taken over (it would be active): nothing newer exists anywhere. If the peer
             // dies now, taking the role back loses nothing.
@@ -167,11 +167,13 @@ extension HeartbeatMonitor {
 
     func takeOver(_ reason: String) {
         lastAutomaticRefusal = nil
-        if handoverLSN != nil {
-            // The peer died (or was declared dead) after this node handed over, before it took over.
+        if handoverLSN != nil || reclaimAt != nil {
+            // The peer was lost (declared dead, or it did not take over in time) after this
+            // node handed over.
             takingBack = true
             handoverLSN = nil
             handoverSynchronous = nil
+            reclaimAt = nil
         }
         logger.notice(
             tracker.state == .dead ? "automatic failover" : "startup election won",
@@ -378,6 +380,7 @@ extension HeartbeatMonitor {
                 finishSwitchover(.failure(.failed(
                     "the active peer \(configuration.peerNode.name) did not hand over within 60 s; its journal (kusu-hbd) says why")))
             }
+            checkHandoverProgress()
             evaluateRejoin()
             evaluateFailback()
             evaluateReplication()
@@ -499,13 +502,57 @@ extension HeartbeatMonitor {
 
     /// The peer's role changed: a switchover may have completed.
     func switchoverProgress() {
-        if handoverLSN != nil, tracker.peerRole == .active {
+        if handoverLSN != nil || reclaimAt != nil, tracker.peerRole == .active {
             handoverLSN = nil
             handoverSynchronous = nil
+            reclaimAt = nil
             finishSwitchover(.success(()))
         }
         if requestSwitchoverUntil != nil, tracker.peerRole == .standby || role == .active {
             requestSwitchoverUntil = nil
+        }
+    }
+
+    /// How long the peer has to take over after this node handed over. A standby that streams
+    /// within max_lag_bytes (the switchover's precondition) replays the final LSN in well
+    /// under a second; one whose monitor or effector cannot act would leave nobody active.
+    static let handoverTimeout = Duration.seconds(10)
+
+    /// Once a second: a handover the peer has not completed in time is withdrawn (the
+    /// heartbeats stop saying "handover"), and after the dead time, if the peer is still not
+    /// taking over, this node takes the role back (the addresses probed first, as always).
+    func checkHandoverProgress() {
+        guard role == .standby else { return }
+        let peerIdle = tracker.peerRole == .standby || tracker.peerRole == .failed
+        if let at = handoverAt, reclaimAt == nil, peerIdle, tracker.state == .alive || tracker.state == .late,
+           loop.now - at >= Self.handoverTimeout
+        {
+            logger.warning(
+                "the peer did not take over: withdrawing the handover",
+                metadata: ["peer.name": "\(configuration.peerNode.name)", "peer.role": "\(tracker.peerRole?.rawValue ?? "unknown")"])
+            handoverLSN = nil
+            reclaimAt = loop.now
+            return
+        }
+        guard let since = reclaimAt, loop.now - since >= configuration.cluster.dead, !probing else { return }
+        guard peerIdle || tracker.state == .dead else {
+            // It did start taking over after all: let it.
+            reclaimAt = nil
+            handoverSynchronous = nil
+            return
+        }
+        guard !configuration.addresses.isEmpty else {
+            return takeOver("the peer \(configuration.peerNode.name) did not take over after the handover: taking the role back")
+        }
+        probing = true
+        probeAddresses(configuration.addresses[...]) { [unowned self] refusal in
+            probing = false
+            guard role == .standby, reclaimAt != nil else { return }
+            if let refusal {
+                refuse(refusal)
+            } else {
+                takeOver("the peer \(configuration.peerNode.name) did not take over after the handover: taking the role back")
+            }
         }
     }
 

@@ -56,7 +56,14 @@ public final class HeartbeatMonitor {
     var earlyProbeCount: UInt64 = 0
     var reevaluation: TimerSource?
     /// Switchover: the final LSN this node advertises after handing the active role over.
-    var handoverLSN: UInt64?
+    var handoverLSN: UInt64? {
+        didSet { handoverAt = handoverLSN == nil ? nil : oldValue == nil ? loop.now : handoverAt }
+    }
+    /// When the final LSN was first advertised (nil: no handover under way).
+    var handoverAt: Duration?
+    /// A handover the peer did not complete was withdrawn at this instant: the role is taken
+    /// back once the peer has had the dead time to notice (nil: none).
+    var reclaimAt: Duration?
     /// Switchover: whether our primary waited for the peer's standby on every commit when the
     /// handover began (said in heartbeats until it completes, though no longer active).
     var handoverSynchronous: Bool?

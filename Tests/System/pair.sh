@@ -166,6 +166,30 @@ tb_poll 10 pair_prop_is b PeerState alive || t_fail "b's monitor is heard again"
 t_eq "b, continued, stays standby" "$(pair_prop b Role)" standby
 tb_poll 30 in_sync_b && t_pass "b is a synchronous standby of a again" || t_fail "b is in sync again" "$(pair_prop b Synchronous)"
 
+# --- a switchover to a standby that cannot act (its effector broken): a takes the role back --
+# b hears the handover but cannot wait for the final LSN nor take over; after handover_timeout
+# (10 s) a withdraws the handover, gives b the dead time to notice, and takes the role back.
+# (Broken first, by a drop-in whose ExecStartPre fails: b's monitor would start it again
+# through D-Bus activation within a second.)
+pair_exec b sh -c 'mkdir -p /run/systemd/system/kusu-effectord.service.d &&
+    printf "[Service]\nExecStartPre=/bin/false\n" >/run/systemd/system/kusu-effectord.service.d/broken.conf &&
+    systemctl daemon-reload && systemctl stop kusu-effectord.service'
+effector_gone() { ! pair_exec b busctl get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 Busy >/dev/null 2>&1; }
+t_check "b's effector is stopped and cannot be activated" effector_gone
+t_stuck=$(date +%s%N)
+out=$(pair_exec a kusu-ha --no-ask-password switchover 2>&1)
+rc=$?
+stuck_ms=$(( ($(date +%s%N) - t_stuck) / 1000000 ))
+pair_exec b sh -c 'rm -r /run/systemd/system/kusu-effectord.service.d && systemctl daemon-reload && systemctl reset-failed kusu-effectord.service'
+t_eq "a switchover the standby cannot complete fails (exit 1)" "$rc" 1
+t_match "... and a took the role back ($stuck_ms ms: 10 s to wait, then the dead time)" "$out" 'took the active role back'
+t_eq "a is active and holds the address" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
+t_eq "b never took over" "$(pair_prop b Role)" standby
+t_match "a write through the address succeeds" "$(pair_client_write after-stuck-switchover)" '^[0-9][0-9]*$'
+withdrew() { pair_exec a journalctl -q -u kusu-hbd -o cat --no-pager | grep -q 'the peer did not take over: withdrawing the handover'; }
+t_check "a logged why it withdrew the handover" withdrew
+tb_poll 30 in_sync_b && t_pass "b, with its effector back, is a synchronous standby of a again" || t_fail "b is in sync again" "$(pair_prop b Synchronous)"
+
 # --- node a dies while a client writes -----------------------------------------------------
 # After the cuts above a stopped waiting for b (degradable) until b caught up again; b takes
 # over only once it is in sync again (it refuses a failover while not).
