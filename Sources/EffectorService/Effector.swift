@@ -196,7 +196,8 @@ public final class Effector {
         case .takeover:
             var steps: [Step] = []
             if database != nil {
-                steps.append(("database", { self.startDatabaseIfDown($0) }))
+                // (Only then: the usual takeover's OP_TIMING shows no empty step.)
+                if databaseState.role == "down" { steps.append(("database", { self.startDatabaseIfDown($0) })) }
                 steps.append(("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) }))
                 steps.append(("sync", { self.synchronousAfterPromotion($0) }))
             }
