@@ -140,55 +140,52 @@ t_eq "kusu-ha switchover by a user outside kusu-admin exits 3" "$rc" 3
 t_match "... with one line naming the polkit action" "$out" 'org.kusu.heartbeat1.switchover'
 t_eq "... and nothing moves" "$(pair_prop a Role) $(pair_prop b Role) $(pair_vip_holder)" "active standby a"
 
-# --- a switchover whose standby is lost before it takes over: a takes the role back ----------
-# b's monitor is frozen, and a is asked for a switchover at once (b was heard a moment ago, and
-# its database streams): a releases and stops its database at the final LSN, b never takes
-# over, and once b is declared dead a takes the role back, starting its database again. Nothing
-# is lost: a's database is the newest there is.
+# --- switchovers the standby does not complete: a takes the role back -------------------------
+# Each time b is broken first, a is asked for a switchover and hands over, b never takes over,
+# and a takes the role back: nothing is lost, as a's database (stopped at the final LSN) is the
+# newest there is.
+#   - b's monitor frozen (SIGSTOP) right before: b is declared dead, a takes over as in a failover;
+#   - b's effector broken (a drop-in whose ExecStartPre fails; first, or b's monitor would start
+#     it again through D-Bus activation): b is heard but cannot act; after 10 s a withdraws the
+#     handover, gives b the dead time to notice, and takes the role back.
 in_sync_b() { pair_prop_is b Synchronous sync && pair_prop_is a Synchronous sync; }
-tb_poll 30 in_sync_b || t_fail "b is in sync before the lost switchover" "$(pair_prop b Synchronous)"
-id_lost=$(pair_client_write before-lost-switchover)
-hbd_b=$(pair_exec b systemctl show -P MainPID kusu-hbd.service)
-pair_exec b kill -STOP "$hbd_b"
-t_lost=$(date +%s%N)
-out=$(pair_exec a kusu-ha --no-ask-password switchover 2>&1)
-rc=$?
-lost_ms=$(( ($(date +%s%N) - t_lost) / 1000000 ))
-pair_exec b kill -CONT "$hbd_b"
-t_eq "the switchover to a standby lost before it took over fails (exit 1)" "$rc" 1
-t_match "... saying that a took the active role back ($lost_ms ms)" "$out" 'took the active role back'
-t_eq "a is active and holds the address again" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
-t_eq "a's database is a primary again" "$(pair_sql a 'SELECT pg_is_in_recovery()')" f
-t_eq "a runs the KUSU units again" "$(pair_units_state a)" "active active "
-t_eq "the row written before it is there" "$(pair_sql a "SELECT note FROM rows WHERE id = ${id_lost:-0}")" before-lost-switchover
-t_match "a write through the address succeeds afterwards" "$(pair_client_write after-lost-switchover)" '^[0-9][0-9]*$'
-tb_poll 10 pair_prop_is b PeerState alive || t_fail "b's monitor is heard again"
-t_eq "b, continued, stays standby" "$(pair_prop b Role)" standby
-tb_poll 30 in_sync_b && t_pass "b is a synchronous standby of a again" || t_fail "b is in sync again" "$(pair_prop b Synchronous)"
-
-# --- a switchover to a standby that cannot act (its effector broken): a takes the role back --
-# b hears the handover but cannot wait for the final LSN nor take over; after handover_timeout
-# (10 s) a withdraws the handover, gives b the dead time to notice, and takes the role back.
-# (Broken first, by a drop-in whose ExecStartPre fails: b's monitor would start it again
-# through D-Bus activation within a second.)
-pair_exec b sh -c 'mkdir -p /run/systemd/system/kusu-effectord.service.d &&
-    printf "[Service]\nExecStartPre=/bin/false\n" >/run/systemd/system/kusu-effectord.service.d/broken.conf &&
-    systemctl daemon-reload && systemctl stop kusu-effectord.service'
-effector_gone() { ! pair_exec b busctl get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 Busy >/dev/null 2>&1; }
-t_check "b's effector is stopped and cannot be activated" effector_gone
-t_stuck=$(date +%s%N)
-out=$(pair_exec a kusu-ha --no-ask-password switchover 2>&1)
-rc=$?
-stuck_ms=$(( ($(date +%s%N) - t_stuck) / 1000000 ))
-pair_exec b sh -c 'rm -r /run/systemd/system/kusu-effectord.service.d && systemctl daemon-reload && systemctl reset-failed kusu-effectord.service'
-t_eq "a switchover the standby cannot complete fails (exit 1)" "$rc" 1
-t_match "... and a took the role back ($stuck_ms ms: 10 s to wait, then the dead time)" "$out" 'took the active role back'
-t_eq "a is active and holds the address" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
-t_eq "b never took over" "$(pair_prop b Role)" standby
-t_match "a write through the address succeeds" "$(pair_client_write after-stuck-switchover)" '^[0-9][0-9]*$'
+taken_back() {   # taken_back WHAT BREAK MEND
+    local what=$1 note=${1//[^a-z]/-} id t0 out rc ms
+    tb_poll 30 in_sync_b || t_fail "$what: b is in sync before" "$(pair_prop b Synchronous)"
+    id=$(pair_client_write "before-$note")
+    "$2"
+    t0=$(date +%s%N)
+    out=$(pair_exec a kusu-ha --no-ask-password switchover 2>&1)
+    rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    "$3"
+    t_eq "$what: the switchover fails (exit 1)" "$rc" 1
+    t_match "$what: a took the active role back ($ms ms)" "$out" 'took the active role back'
+    t_eq "$what: a is active and holds the address" "$(pair_prop a Role) $(pair_vip_holder)" "active a"
+    t_eq "$what: a's database is a primary, running the KUSU units" \
+        "$(pair_sql a 'SELECT pg_is_in_recovery()') $(pair_units_state a)" "f active active "
+    t_eq "$what: the row written before is there" "$(pair_sql a "SELECT note FROM rows WHERE id = ${id:-0}")" "before-$note"
+    t_match "$what: a write through the address succeeds" "$(pair_client_write "after-$note")" '^[0-9][0-9]*$'
+    tb_poll 10 pair_prop_is b PeerState alive || t_fail "$what: b is heard again"
+    t_eq "$what: b never took over" "$(pair_prop b Role)" standby
+    tb_poll 30 in_sync_b && t_pass "$what: b is a synchronous standby of a again" || t_fail "$what: b in sync again" "$(pair_prop b Synchronous)"
+}
+freeze_b() { hbd_b=$(pair_exec b systemctl show -P MainPID kusu-hbd.service); pair_exec b kill -STOP "$hbd_b"; }
+thaw_b() { pair_exec b kill -CONT "$hbd_b"; }
+break_effector_b() {
+    pair_exec b sh -c 'mkdir -p /run/systemd/system/kusu-effectord.service.d &&
+        printf "[Service]\nExecStartPre=/bin/false\n" >/run/systemd/system/kusu-effectord.service.d/broken.conf &&
+        systemctl daemon-reload && systemctl stop kusu-effectord.service'
+    effector_gone() { ! pair_exec b busctl get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 Busy >/dev/null 2>&1; }
+    t_check "b's effector is stopped and cannot be activated" effector_gone
+}
+mend_effector_b() {
+    pair_exec b sh -c 'rm -r /run/systemd/system/kusu-effectord.service.d && systemctl daemon-reload && systemctl reset-failed kusu-effectord.service'
+}
+taken_back "b's monitor frozen" freeze_b thaw_b
+taken_back "b's effector broken" break_effector_b mend_effector_b
 withdrew() { pair_exec a journalctl -q -u kusu-hbd -o cat --no-pager | grep -q 'the peer did not take over: withdrawing the handover'; }
 t_check "a logged why it withdrew the handover" withdrew
-tb_poll 30 in_sync_b && t_pass "b, with its effector back, is a synchronous standby of a again" || t_fail "b is in sync again" "$(pair_prop b Synchronous)"
 
 # --- node a dies while a client writes -----------------------------------------------------
 # After the cuts above a stopped waiting for b (degradable) until b caught up again; b takes
