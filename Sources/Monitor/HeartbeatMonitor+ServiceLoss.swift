@@ -83,12 +83,11 @@ extension HeartbeatMonitor {
     /// waited for us on every commit.
     func followHandover() {
         guard !waitingForReplay, role == .standby else { return }
-        let peer = configuration.peerNode.name
         let finalLSN = tracker.peerLSN
         let seen = handoverSeenAt ?? loop.now
         handoverSeenAt = seen
         guard configuration.database != nil else {
-            return takeOver("switchover: \(peer) handed over")
+            return decideHandover(finalLSN: finalLSN, replayed: 0, seen: seen, retryAfterFailure: false)
         }
         let grace = Self.handoverGrace
         let waited = loop.now - seen
@@ -110,9 +109,6 @@ extension HeartbeatMonitor {
                 case .failure(let error):
                     logger.warning("cannot wait for the handover's final LSN", metadata: ["error": "\(error.message)"])
                 }
-                guard role == .standby, tracker.peerHandover, tracker.peerRole == .standby, tracker.peerLSN == finalLSN else {
-                    return
-                }
                 decideHandover(finalLSN: finalLSN, replayed: replayed, seen: seen, retryAfterFailure: replayed == nil)
             }
         } catch {
@@ -122,6 +118,13 @@ extension HeartbeatMonitor {
     }
 
     func decideHandover(finalLSN: UInt64, replayed: UInt64?, seen: Duration, retryAfterFailure: Bool) {
+        // Heartbeats that arrived meanwhile may say the handover is over (the peer took the role
+        // back): after a stall of this process (SIGSTOP, a long pause) they wait in the socket
+        // while its handover packets look current. Read them all before acting.
+        waitingForReplay = true  // (no new wait from the evaluations the packets trigger)
+        drainHeartbeats()
+        waitingForReplay = false
+        guard role == .standby, tracker.peerHandover, tracker.peerRole == .standby, tracker.peerLSN == finalLSN else { return }
         let peer = configuration.peerNode.name
         let step = FailoverPolicy.acceptHandover(
             replayed: replayed, finalLSN: finalLSN, peerHadEveryCommit: tracker.peerWaitsForUs,

@@ -230,6 +230,12 @@ public final class HeartbeatMonitor {
         armDeadline()
     }
 
+    /// Reads every heartbeat already queued on the sockets (before a decision that must not
+    /// rest on an old packet).
+    func drainHeartbeats() {
+        for socket in sockets { receiveAll(from: socket) }
+    }
+
     func handleDatagram(count: Int, source: IPAddress?) {
         guard count <= receiveBuffer.count else { return reject(.malformed, source: source) }
         guard let source, let link = configuration.peerNode.addresses.firstIndex(of: source) else {
