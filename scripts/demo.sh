@@ -130,7 +130,7 @@ echo "   (three tie-breaker pings missed, 250 ms apart here; then a handover lik
 tb_link b 0 up
 t_back=$(date +%s%N)
 tb_poll 60 pair_prop_is a Synchronous sync || true
-echo "   cable back: the failover node rejoined as a synchronous standby in $(ms "$(date +%s%N)" "$t_back") ms (pg_rewind)"
+echo "   cable back: the failover node rejoined as a synchronous standby in $(ms "$(date +%s%N)" "$t_back") ms (pg_rewind or pg_basebackup, whichever costs less)"
 echo "   acknowledged rows lost      $(pair_acked_lost a) of $(sort -u "$TB_DIR/acked" | wc -l)"
 pair_exec b sh -c 'kill "$(cat /run/kusu-demo-watch.pid)"' 2>/dev/null || true
 echo; echo "== kusu-ha status on the installer"
