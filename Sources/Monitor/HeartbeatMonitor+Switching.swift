@@ -302,6 +302,7 @@ extension HeartbeatMonitor {
                         "node.epoch": "\(roles.epoch)", "message.id": "\(MessageID.roleChanged)",
                     ])
                 changed(Heartbeat1.Property.role)
+                sendHeartbeats(rescheduling: false)
                 do {
                     try bus.emitSignal(
                         path: path, interface: interface, member: MemberName(Heartbeat1.Signal.roleChanged),

@@ -57,7 +57,10 @@ public final class HeartbeatMonitor {
     var reevaluation: TimerSource?
     /// Switchover: the final LSN this node advertises after handing the active role over.
     var handoverLSN: UInt64? {
-        didSet { handoverAt = handoverLSN == nil ? nil : oldValue == nil ? loop.now : handoverAt }
+        didSet {
+            handoverAt = handoverLSN == nil ? nil : oldValue == nil ? loop.now : handoverAt
+            if (handoverLSN == nil) != (oldValue == nil) { sendHeartbeats(rescheduling: false) }
+        }
     }
     /// When the final LSN was first advertised (nil: no handover under way).
     var handoverAt: Duration?
@@ -185,7 +188,10 @@ public final class HeartbeatMonitor {
 
     // MARK: Sending
 
-    func sendHeartbeats() {
+    /// Sends one heartbeat on every link. The timer sends them at the interval; a change the peer
+    /// acts on (this node's role, a handover given or withdrawn) is sent at once as well
+    /// (`rescheduling: false`), so the peer never decides on a state up to an interval old.
+    func sendHeartbeats(rescheduling: Bool = true) {
         sequence += 1
         let now = wallClockMicroseconds()
         for (link, peerAddress) in configuration.peerNode.addresses.enumerated() {
@@ -212,6 +218,7 @@ public final class HeartbeatMonitor {
                 sendFailures[link] = failure
             }
         }
+        guard rescheduling else { return }
         // Keep a steady cadence; after a stall (SIGSTOP, a loaded machine) resume without a burst.
         nextSend += configuration.cluster.interval
         let now2 = loop.now
