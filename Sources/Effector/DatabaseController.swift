@@ -423,9 +423,7 @@ public final class DatabaseController: Sendable {
     }
 
     /// Formats an LSN as PostgreSQL does: "16/B374D848" (upper-case hex, no padding).
-    public static func formatLSN(_ lsn: UInt64) -> String {
-        String(lsn >> 32, radix: 16, uppercase: true) + "/" + String(lsn & 0xFFFF_FFFF, radix: 16, uppercase: true)
-    }
+    public static func formatLSN(_ lsn: UInt64) -> String { ClusterCore.formatLSN(lsn) }
 
     static func describe(_ duration: Duration) -> String {
         let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000

@@ -29,13 +29,8 @@ extension HeartbeatMonitor {
 
     func evaluateServiceLoss() {
         guard role == .active, handoverLSN == nil, handoverSynchronous == nil, switchoverCall == nil else { return }
-        var inputs = switchingInputs
-        inputs.tieBreakerReachable = !(tieBreaker?.silent(at: loop.now) ?? false)
-        let verdict = FailoverPolicy.serviceLossHandover(
-            inputs, enabled: configuration.cluster.serviceLossHandover,
-            tieBreakersConfigured: !configuration.cluster.tieBreakers.isEmpty,
-            peerReachesTieBreaker: tracker.peerReachesTieBreaker, peerHasEveryCommit: peerHasEveryCommit)
-        switch verdict {
+        let silent = tieBreaker?.silent(at: loop.now) ?? false
+        switch serviceLossVerdict(tieBreakerReachable: !silent) {
         case .proceed:
             lastServiceLossRefusal = nil
             logger.notice(
@@ -49,7 +44,7 @@ extension HeartbeatMonitor {
         case .refuse(let refusal):
             // Worth a line only while this node is cut off: otherwise "reaches its tie-breakers"
             // (or the setting is off) is the normal state.
-            guard !inputs.tieBreakerReachable, refusal != .serviceLossHandoverOff else {
+            guard silent, refusal != .serviceLossHandoverOff else {
                 lastServiceLossRefusal = nil
                 return
             }
@@ -64,16 +59,21 @@ extension HeartbeatMonitor {
     /// The ServiceLossReadiness property: whether this active node would hand over if its
     /// tie-breakers fell silent now, and why not.
     var serviceLossReadiness: (ready: Bool, reason: String) {
-        var inputs = switchingInputs
-        inputs.tieBreakerReachable = false
-        let verdict = FailoverPolicy.serviceLossHandover(
-            inputs, enabled: configuration.cluster.serviceLossHandover,
-            tieBreakersConfigured: !configuration.cluster.tieBreakers.isEmpty,
-            peerReachesTieBreaker: tracker.peerReachesTieBreaker, peerHasEveryCommit: peerHasEveryCommit)
-        switch verdict {
+        switch serviceLossVerdict(tieBreakerReachable: false) {
         case .proceed: return (true, "")
         case .refuse(let refusal): return (false, refusal.description)
         }
+    }
+
+    /// FailoverPolicy.serviceLossHandover on what this node knows now, with its own
+    /// tie-breakers as given.
+    func serviceLossVerdict(tieBreakerReachable: Bool) -> SwitchVerdict {
+        var inputs = switchingInputs
+        inputs.tieBreakerReachable = tieBreakerReachable
+        return FailoverPolicy.serviceLossHandover(
+            inputs, enabled: configuration.cluster.serviceLossHandover,
+            tieBreakersConfigured: !configuration.cluster.tieBreakers.isEmpty,
+            peerReachesTieBreaker: tracker.peerReachesTieBreaker, peerHasEveryCommit: peerHasEveryCommit)
     }
 
     // MARK: Following a handover (standby)
@@ -131,16 +131,16 @@ extension HeartbeatMonitor {
             waited: loop.now - seen, grace: Self.handoverGrace)
         switch step {
         case .takeOver:
-            takeOver("switchover: \(peer) handed over at LSN \(DatabaseLSN(finalLSN)), replayed")
+            takeOver("switchover: \(peer) handed over at LSN \(formatLSN(finalLSN)), replayed")
         case .takeOverWithoutFinalLSN:
             logger.warning(
                 "taking over without the peer's final LSN",
                 metadata: [
-                    "peer.name": "\(peer)", "pg.final_lsn": "\(DatabaseLSN(finalLSN))",
-                    "pg.replayed_lsn": "\(DatabaseLSN(replayed ?? 0))", "message.id": "\(MessageID.handoverWithoutFinalLSN)",
+                    "peer.name": "\(peer)", "pg.final_lsn": "\(formatLSN(finalLSN))",
+                    "pg.replayed_lsn": "\(formatLSN(replayed ?? 0))", "message.id": "\(MessageID.handoverWithoutFinalLSN)",
                 ])
             takeOver(
-                "switchover: \(peer) handed over at LSN \(DatabaseLSN(finalLSN)); replayed \(DatabaseLSN(replayed ?? 0)), "
+                "switchover: \(peer) handed over at LSN \(formatLSN(finalLSN)); replayed \(formatLSN(replayed ?? 0)), "
                     + "and its primary waited for this standby on every commit")
         case .wait:
             // A failed call is not retried at once (the effector may be restarting); a plain
@@ -148,14 +148,5 @@ extension HeartbeatMonitor {
             let delay: Duration = retryAfterFailure ? .seconds(1) : .zero
             reevaluation = try? loop.addTimer(at: loop.now + delay) { [unowned self] in evaluateAutomatic() }
         }
-    }
-}
-
-/// A WAL position as PostgreSQL writes it (`16/B374D848`).
-struct DatabaseLSN: CustomStringConvertible {
-    var value: UInt64
-    init(_ value: UInt64) { self.value = value }
-    var description: String {
-        String(value >> 32, radix: 16, uppercase: true) + "/" + String(value & 0xFFFF_FFFF, radix: 16, uppercase: true)
     }
 }
