@@ -18,9 +18,11 @@
 # and takes over: promotes the database, adds and announces the address, starts the
 # services. The client measures how long the service was unreachable. Then the installer
 # comes back with an empty disk: kusu-hbd rebuilds its database from the new primary and
-# it stays standby, in sync. Last, the failover node's service network is cut while its
+# it stays standby, in sync. Then the failover node's service network is cut while its
 # heartbeat links work: it no longer reaches the tie-breaker, the installer does, so it
-# hands the service back over by itself. Everything is torn down at the end.
+# hands the service back over by itself. Last, nginx fails on the installer (a broken
+# configuration): kusu-hbd starts it again, gives it up at the third failure and hands the
+# service over to the failover node. Everything is torn down at the end.
 # Run as root on Debian 12; it installs what it needs and builds first.
 set -uo pipefail   # no -e: the test-bed helpers return non-zero as answers; failures are checked
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -132,7 +134,34 @@ t_back=$(date +%s%N)
 tb_poll 60 pair_prop_is a Synchronous sync || true
 echo "   cable back: the failover node rejoined as a synchronous standby in $(ms "$(date +%s%N)" "$t_back") ms (pg_rewind or pg_basebackup, whichever costs less)"
 echo "   acknowledged rows lost      $(pair_acked_lost a) of $(sort -u "$TB_DIR/acked" | wc -l)"
-pair_exec b sh -c 'kill "$(cat /run/kusu-demo-watch.pid)"' 2>/dev/null || true
-echo; echo "== kusu-ha status on the installer"
+
+echo; echo "== a service fails on the active installer: nginx's configuration is broken, and nginx restarted"
+echo "   (the node is alive and reachable; what it serves is not: kusu-hbd sees the unit fail through systemd)"
+tb_poll 10 pair_prop_is a ServiceFaultReadiness 'true ""' || echo "   (not ready: $(pair_prop a ServiceFaultReadiness))"
+pair_writer_start 40 100000 2
+tb_poll 10 writer_acked 10 || true
+rm -f "$W"/*.t
+pair_exec a sh -c 'cp /etc/nginx/sites-enabled/default /root/site.good; echo "not nginx syntax" >>/etc/nginx/sites-enabled/default'
+t_fault=$(date +%s%N)
+pair_exec a systemctl restart nginx.service >/dev/null 2>&1
+( tb_poll 30 pair_vip_holder_is b && tb_poll 30 http_ok; date +%s%N >"$W/http_ok.t" ) &
+tb_track $!
+tb_poll 35 first_success http_ok
+t_http=$(cat "$W/http_ok.t")
+tb_poll 10 pair_prop_is b Role active || true
+tb_poll 30 pair_prop_is a Synchronous sync || true
+pair_writer_stop
+echo "   kusu-hbd started nginx again twice, gave it up at the third failure and handed over:"
+echo "   HTTP repository answering   $(ms "$t_http" "$t_fault") ms after the restart that failed"
+echo "   acknowledged rows lost      $(pair_acked_lost b) of $(sort -u "$TB_DIR/acked" | wc -l)"
+echo; echo "== kusu-ha status on the installer (it gave nginx up: the failover node will not hand the service back for it)"
 pair_exec a kusu-ha status | indent
+pair_exec a sh -c 'cp /root/site.good /etc/nginx/sites-enabled/default'
+echo; echo "== nginx's configuration fixed; kusu-ha resource cleanup nginx.service (on the installer; the peer is told)"
+pair_exec a kusu-ha resource cleanup nginx.service | indent
+pair_exec b sh -c 'kill "$(cat /run/kusu-demo-watch.pid)"' 2>/dev/null || true
+cleaned() { [[ $(pair_prop b Resources) != *'"nginx.service" "unit" "failed"'* ]] && [[ $(pair_prop a Resources) != *'"failed"'* ]]; }
+tb_poll 15 cleaned || true
+echo; echo "== kusu-ha status on the failover node"
+pair_exec b kusu-ha status | indent
 echo; echo "== tearing down"

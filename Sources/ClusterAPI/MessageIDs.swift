@@ -28,6 +28,19 @@ public enum MessageID {
     public static let handoverWithoutFinalLSN = "8fa8d008312042cc8438bf73ee7fd62e"
     /// kusu-hbd: a switchover failed.
     public static let switchoverFailed = "e6ef6e1b5f3a460e9676128132ea6f6c"
+    /// kusu-hbd: a resource failed on this node (a unit restarted or failed, the database stopped
+    /// answering, a check failed); the failure is counted.
+    public static let resourceFailed = "5e4ddd84d63a476a81cbf88a15589c50"
+    /// kusu-hbd: this node gave a resource up (its failures reached the threshold).
+    public static let resourceGivenUp = "6de34d44670a46ec9f8a96d409131a28"
+    /// kusu-hbd: a resource is healthy again.
+    public static let resourceRecovered = "5f3b9ee81a094a168581575acc3e7be6"
+    /// kusu-hbd: this active node hands over because a resource failed here.
+    public static let serviceFaultHandover = "fd68f4141d8748ae922a9f88439b0af7"
+    /// kusu-hbd: a resource failed here, but the node does not hand over (the reason is given).
+    public static let serviceFaultRefused = "62b238f4d7e14808bb375a957be1bf81"
+    /// kusu-hbd: an operator cleaned up a resource's failures.
+    public static let resourceCleanup = "5819fa11c75b442e93f8337b8faeec0b"
     /// kusu-effectord: Takeover finished: this node serves the floating addresses.
     public static let takeoverDone = "a30b36cf91914594af3fd936fdd4ee1b"
     /// kusu-effectord: Release finished: this node no longer serves them.

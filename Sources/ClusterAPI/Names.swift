@@ -30,6 +30,10 @@ public enum Heartbeat1 {
         public static let fileSync = "FileSync"
         public static let packetsReceived = "PacketsReceived"
         public static let packetsRejected = "PacketsRejected"
+        public static let resources = "Resources"
+        public static let serviceReady = "ServiceReady"
+        public static let peerServiceReady = "PeerServiceReady"
+        public static let serviceFaultReadiness = "ServiceFaultReadiness"
     }
 
     public enum Signal {
@@ -43,6 +47,7 @@ public enum Heartbeat1 {
         public static let setAutoFailover = "SetAutoFailover"
         public static let setMaintenance = "SetMaintenance"
         public static let preflight = "Preflight"
+        public static let cleanupResource = "CleanupResource"
     }
 
     /// polkit action ids, one per mutating method.
@@ -51,6 +56,7 @@ public enum Heartbeat1 {
         public static let takeover = "org.kusu.heartbeat1.takeover"
         public static let setAutoFailover = "org.kusu.heartbeat1.set-auto-failover"
         public static let setMaintenance = "org.kusu.heartbeat1.set-maintenance"
+        public static let cleanupResource = "org.kusu.heartbeat1.cleanup-resource"
     }
 }
 
@@ -74,6 +80,7 @@ public enum Effector1 {
         public static let setSynchronousStandby = "SetSynchronousStandby"
         public static let waitForReplay = "WaitForReplay"
         public static let detachStandbys = "DetachStandbys"
+        public static let killDatabase = "KillDatabase"
         public static let startUnits = "StartUnits"
         public static let stopUnits = "StopUnits"
     }
@@ -94,6 +101,8 @@ public enum Effector1 {
         public static let replicationSlot = "ReplicationSlot"
         public static let progress = "Progress"
         public static let replicationLastReplyUSec = "ReplicationLastReplyUSec"
+        public static let unitStates = "UnitStates"
+        public static let databaseHealth = "DatabaseHealth"
     }
 
     /// Named errors (org.kusu.Effector1.Error.*).

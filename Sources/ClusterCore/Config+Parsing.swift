@@ -14,6 +14,10 @@ extension Configuration {
         if text.utf8.contains(0) {
             throw ConfigError(file: file, line: nil, message: "the file contains a NUL byte; it must be UTF-8 text")
         }
+        if let line = escapedNULLine(text) {
+            // TOMLKit hands strings over as C strings: one would end at the NUL, silently cut short.
+            throw ConfigError(file: file, line: line, message: "a string holds an escaped NUL character (\\u0000), which is not allowed")
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -32,6 +36,26 @@ extension Configuration {
     }
 }
 
+/// The line of the first `\u0000` or `\U00000000` escape (after an odd number of backslashes),
+/// nil when there is none.
+func escapedNULLine(_ text: String) -> Int? {
+    let bytes = Array(text.utf8)
+    var line = 1
+    var backslashes = 0
+    for (index, byte) in bytes.enumerated() {
+        if byte == UInt8(ascii: "\n") { line += 1 }
+        if byte == UInt8(ascii: "\\") {
+            backslashes += 1
+            continue
+        }
+        defer { backslashes = 0 }
+        guard backslashes % 2 == 1 else { continue }
+        let rest = bytes[index...]
+        if rest.starts(with: Array("u0000".utf8)) || rest.starts(with: Array("U00000000".utf8)) { return line }
+    }
+    return nil
+}
+
 /// Reads the TOML tree section by section; see `Config+Validation.swift` for the checks of
 /// the whole.
 struct ConfigParser {
@@ -39,7 +63,7 @@ struct ConfigParser {
     let locator: LineLocator
     let hostName: String
 
-    static let sections = ["cluster", "nodes", "addresses", "database", "units", "fencing", "sync"]
+    static let sections = ["cluster", "nodes", "addresses", "database", "units", "fencing", "sync", "health", "checks"]
     static let clusterKeys = [
         "name", "node", "auth_key_file", "port", "interval_ms", "warn_ms", "dead_ms", "auto_failover",
         "auto_failback", "tie_breakers", "tie_breaker_interval_ms", "service_loss_handover",
@@ -78,9 +102,13 @@ struct ConfigParser {
             }
             trees.append(tree)
         }
+        let health = try parseHealth(try section(root, "health"))
+        var checks: [(HealthCheck, SectionReader)] = []
+        for reader in try elements(root, "checks") { checks.append((try parseCheck(reader), reader)) }
+        try checkResourceNames(checks, units: units)
         return Configuration(
             cluster: settings, nodes: nodes.map(\.settings), addresses: addresses, database: database,
-            units: units, fencingCommand: fencing, sync: trees
+            units: units, fencingCommand: fencing, sync: trees, health: health, checks: checks.map(\.0)
         )
     }
 

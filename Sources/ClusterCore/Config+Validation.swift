@@ -45,7 +45,7 @@ extension ConfigParser {
 
     /// dead > 2 × interval, interval <= warn < dead.
     func checkTiming(_ settings: ClusterSettings, _ reader: SectionReader) throws(ConfigError) {
-        func ms(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
+        func ms(_ d: Duration) -> Int64 { d.wholeMilliseconds }
         func shown(_ key: String, _ value: Int64) -> String {
             "\(reader.name(key)) = \(value)" + (reader.contains(key) ? "" : " (the default)")
         }
@@ -284,6 +284,10 @@ extension ConfigParser {
         for (index, unit) in units.enumerated() {
             let shown = "\(reader.name("start"))[\(index)]"
             try checkUnitName(unit, shown, "start", reader)
+            // Units are resources whose names travel in heartbeats (what a node gave up).
+            if unit.utf8.count > ResourceName.maximumBytes {
+                throw reader.error(at: "start", "\(shown) = \"\(unit)\" is too long: kusu-ha watches units of at most \(ResourceName.maximumBytes) characters")
+            }
             if let earlier = units[..<index].firstIndex(of: unit) {
                 throw reader.error(at: "start", "\(shown) = \"\(unit)\" is already listed as \(reader.name("start"))[\(earlier)]")
             }

@@ -16,6 +16,10 @@ public struct Configuration: Sendable, Equatable {
     public var fencingCommand: [String]?
     /// The file trees kept on the standby (`[[sync]]`).
     public var sync: [SyncTree]
+    /// How the active node's resources are watched and recovered (`[health]`).
+    public var health: HealthSettings
+    /// Probes of what the active node serves (`[[checks]]`), in the order written.
+    public var checks: [HealthCheck]
 
     public init(
         cluster: ClusterSettings,
@@ -24,7 +28,9 @@ public struct Configuration: Sendable, Equatable {
         database: DatabaseSettings? = nil,
         units: [String] = [],
         fencingCommand: [String]? = nil,
-        sync: [SyncTree] = []
+        sync: [SyncTree] = [],
+        health: HealthSettings = HealthSettings(),
+        checks: [HealthCheck] = []
     ) {
         self.cluster = cluster
         self.nodes = nodes
@@ -33,6 +39,8 @@ public struct Configuration: Sendable, Equatable {
         self.units = units
         self.fencingCommand = fencingCommand
         self.sync = sync
+        self.health = health
+        self.checks = checks
     }
 
     /// The node this configuration is for (the one named `cluster.node`).

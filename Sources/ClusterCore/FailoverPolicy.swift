@@ -82,6 +82,17 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     /// Service-loss handover: the primary does not wait for the standby on every commit, so
     /// the standby may lack acknowledged transactions.
     case peerNotInSync
+    /// Service-fault handover: `[health] handover = false`.
+    case serviceFaultHandoverOff
+    /// Service-fault handover: the peer gave this resource up too (its failures are not
+    /// expired or cleaned up): the service stays where the rest of it runs.
+    case failedOnPeerToo(String)
+    /// Service-fault handover: the standby says its own copy of the service is not ready (its
+    /// database does not answer or stream, or a unit could not start there).
+    case peerNotReady
+    /// Service-fault handover: the standby reaches none of its tie-breakers, so clients could
+    /// not reach it either.
+    case peerCutOff
     /// Switchover: the standby's replication connection is not streaming (its state, or "not
     /// connected"): it could not replay the final WAL position, and nobody would be active.
     case standbyNotStreaming(String)
@@ -116,6 +127,12 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
             "the peer does not reach its tie-breakers either: the tie-breaker or the whole service network may be down"
         case .peerNotInSync:
             "commits do not wait for the standby (replication is degraded or off): it may lack acknowledged transactions"
+        case .serviceFaultHandoverOff: "[health] handover is off"
+        case .failedOnPeerToo(let resource):
+            "\(resource) failed on the peer too (its failures are not expired or cleaned up): the service stays here, where the rest of it runs"
+        case .peerNotReady:
+            "the standby says its own copy of the service is not ready (its database or a unit; see kusu-ha status on it)"
+        case .peerCutOff: "the standby does not reach its tie-breakers: clients could not reach it either"
         case .standbyNotStreaming(let state):
             "the standby's replication is \(state), not streaming: it could not reach the final WAL position"
         case .standbyBehind(let bytes, let limit):
@@ -209,10 +226,16 @@ public enum FailoverPolicy {
     /// `auto_failback`: the preferred node (higher priority) came back as a standby whose
     /// database streams from the active peer and has caught up; it asks for a switchover,
     /// which moves the active role back without losing anything. Off by default.
+    /// A node that gave a resource up (see ``ServiceHealth``; `localGaveUp`) does not ask for
+    /// the role back until those failures expire or are cleaned up.
     public static func failback(
-        _ inputs: SwitchingInputs, autoFailback: Bool, localPriority: Int, peerPriority: Int, localDatabaseRole: String?
+        _ inputs: SwitchingInputs, autoFailback: Bool, localPriority: Int, peerPriority: Int, localDatabaseRole: String?,
+        localGaveUp: [String] = []
     ) -> SwitchVerdict {
         guard autoFailback else { return .refuse(.notElected("auto_failback is off")) }
+        if let resource = localGaveUp.first {
+            return .refuse(.notElected("\(resource) failed on this node: no failback until its failures expire or are cleaned up"))
+        }
         guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
         guard !inputs.maintenance else { return .refuse(.maintenance) }
         guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
@@ -250,6 +273,41 @@ public enum FailoverPolicy {
         }
         guard peerReachesTieBreaker else { return .refuse(.peerCutOffToo) }
         if inputs.hasDatabase, !peerHasEveryCommit { return .refuse(.peerNotInSync) }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        return .proceed
+    }
+
+    /// Service-fault handover, on the active node: it gave up a resource (`cause`; see
+    /// ``ServiceHealth``) and hands over, as in a switchover, to a standby that answers, says
+    /// its own copy of the service is ready, has not given up the same resource, reaches its
+    /// tie-breakers, and can take the database over without losing anything. When the cause
+    /// is the database itself (hung or refusing), it cannot be stopped cleanly at a final LSN:
+    /// the standby must then have every acknowledged transaction (the primary waited for it on
+    /// every commit); otherwise it must stream within `max_lag_bytes` (`standbyRefusal`, from
+    /// ``handover(hasDatabase:walSenderState:lagBytes:maxLagBytes:)``). An automatic action:
+    /// maintenance and automatic failover apply.
+    public static func serviceFaultHandover(
+        _ inputs: SwitchingInputs, enabled: Bool, cause: (resource: String, isDatabase: Bool), peerReady: Bool,
+        peerGaveUp: [String], peerReachesTieBreaker: Bool, tieBreakersConfigured: Bool, peerHasEveryCommit: Bool,
+        standbyRefusal: SwitchRefusal?
+    ) -> SwitchVerdict {
+        guard inputs.role == .active else { return .refuse(.notActive(inputs.role)) }
+        guard enabled else { return .refuse(.serviceFaultHandoverOff) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .alive, inputs.peerRole == .standby else {
+            return .refuse(.noStandby("the peer is \(inputs.peerState), role \(inputs.peerRole?.rawValue ?? "unknown"): no standby to hand over to"))
+        }
+        if peerGaveUp.contains(cause.resource) { return .refuse(.failedOnPeerToo(cause.resource)) }
+        guard peerReady else { return .refuse(.peerNotReady) }
+        guard peerReachesTieBreaker || !tieBreakersConfigured else { return .refuse(.peerCutOff) }
+        if inputs.hasDatabase {
+            if cause.isDatabase {
+                guard peerHasEveryCommit else { return .refuse(.peerNotInSync) }
+            } else if let standbyRefusal {
+                return .refuse(standbyRefusal)
+            }
+        }
         guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
         return .proceed
     }

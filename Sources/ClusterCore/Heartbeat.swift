@@ -27,6 +27,16 @@ public struct Heartbeat: Equatable, Sendable {
     /// The sender reaches at least one of its tie-breakers (or has none configured): its
     /// service network works.
     public var reachesTieBreaker: Bool
+    /// The sender's own copy of the service is ready: a standby whose database answers and
+    /// streams and whose units systemd can start; an active node that has given nothing up.
+    public var serviceReady: Bool
+    /// The resources the sender has given up (their failures reached the threshold; see
+    /// `ServiceHealth`): a node does not hand them back to it. At most
+    /// ``HeartbeatCodec/maximumGivenUp`` names of 1...64 bytes.
+    public var gaveUp: [String]
+    /// An operator's `kusu-ha resource cleanup` on the sender, repeated for a while so the
+    /// receiver forgets the same failures (nil: none).
+    public var cleanup: ResourceCleanup?
     /// Chosen by the sender at start, higher than any it used before; a higher generation
     /// means the sender restarted.
     public var generation: UInt64
@@ -59,8 +69,14 @@ public struct Heartbeat: Equatable, Sendable {
         handover: Bool = false,
         switchoverRequested: Bool = false,
         synchronous: Bool = false,
-        reachesTieBreaker: Bool = false
+        reachesTieBreaker: Bool = false,
+        serviceReady: Bool = false,
+        gaveUp: [String] = [],
+        cleanup: ResourceCleanup? = nil
     ) {
+        self.cleanup = cleanup
+        self.serviceReady = serviceReady
+        self.gaveUp = gaveUp
         self.synchronous = synchronous
         self.reachesTieBreaker = reachesTieBreaker
         self.handover = handover
@@ -77,6 +93,18 @@ public struct Heartbeat: Equatable, Sendable {
         self.sentAt = sentAt
         self.cluster = cluster
         self.node = node
+    }
+}
+
+/// A cleanup of resource failures, told to the peer: `id` tells one request from the next
+/// (the sender's wall clock in µs when it was made); `resource` "" means every resource.
+public struct ResourceCleanup: Equatable, Sendable {
+    public var id: UInt64
+    public var resource: String
+
+    public init(id: UInt64, resource: String) {
+        self.id = id
+        self.resource = resource
     }
 }
 

@@ -12,7 +12,8 @@ internal import Crypto
 ///      8    2  flags: bit 0 auto-failover, bit 1 maintenance, bit 2 handover (lsn is final),
 ///                 bit 3 switchover requested, bit 4 synchronous (the sender's primary
 ///                 waits for the receiver's standby on every commit), bit 5 reaches
-///                 tie-breaker (the sender's service network works); other bits ignored
+///                 tie-breaker (the sender's service network works), bit 6 service ready
+///                 (the sender's own copy of the service could serve); other bits ignored
 ///     10    2  reserved: sent as 0, ignored
 ///     12    8  generation
 ///     20    8  sequence
@@ -21,9 +22,17 @@ internal import Crypto
 ///     44    8  sentAt (CLOCK_REALTIME µs)
 ///     52  1+n  cluster name: length (1...64) + UTF-8
 ///        1+m  node name: length (1...64) + UTF-8
-///        2+e  extension: length + bytes (ignored by v1, covered by the MAC)
+///        2+e  extension: length + bytes (covered by the MAC)
 ///         32  HMAC-SHA256(key, every byte before it)
 /// ```
+///
+/// The extension is a sequence of records `type (1) · length (2) · value`; a receiver skips
+/// types it does not know (so older receivers, which skip the whole extension, and newer
+/// senders understand each other). Type 1, the resources the sender gave up: each as
+/// `length (1) · name`, at most ``maximumGivenUp``, each a valid resource name. Type 2, a
+/// cleanup of failures asked on the sender: `id (8) · length (1) · name` (an empty name: every
+/// resource). A record that overruns the extension, or a malformed known record, makes the
+/// (authentic) packet `.malformed`.
 public enum HeartbeatCodec {
     public static let magic: [UInt8] = Array("KUHB".utf8)
     public static let version: UInt8 = 1
@@ -44,12 +53,23 @@ public enum HeartbeatCodec {
     static let switchoverRequestFlag: UInt16 = 1 << 3
     static let synchronousFlag: UInt16 = 1 << 4
     static let tieBreakerFlag: UInt16 = 1 << 5
+    static let serviceReadyFlag: UInt16 = 1 << 6
+    /// The extension record of the given-up resources.
+    static let gaveUpRecord: UInt8 = 1
+    /// The extension record of a cleanup request.
+    static let cleanupRecord: UInt8 = 2
+    /// The most given-up resource names a heartbeat carries (more are not sent).
+    public static let maximumGivenUp = 16
 
     /// The signed packet for `heartbeat`.
     ///
     /// - Precondition: the names have 1...64 UTF-8 bytes and the extension fits the maximum size
     ///   (programmer errors: the configuration guarantees the names).
-    public static func encode(_ heartbeat: Heartbeat, key: HeartbeatKey, extension: [UInt8] = []) -> [UInt8] {
+    ///   `extension` is appended to the records the heartbeat's own fields make (for tests and
+    ///   tools that send unknown records).
+    public static func encode(_ heartbeat: Heartbeat, key: HeartbeatKey, extension extra: [UInt8] = []) -> [UInt8] {
+        var `extension` = extensionRecords(heartbeat)
+        `extension` += extra
         let cluster = Array(heartbeat.cluster.utf8)
         let node = Array(heartbeat.node.utf8)
         precondition((1...maximumNameLength).contains(cluster.count), "cluster name must have 1...64 bytes")
@@ -68,6 +88,7 @@ public enum HeartbeatCodec {
         if heartbeat.switchoverRequested { flags |= switchoverRequestFlag }
         if heartbeat.synchronous { flags |= synchronousFlag }
         if heartbeat.reachesTieBreaker { flags |= tieBreakerFlag }
+        if heartbeat.serviceReady { flags |= serviceReadyFlag }
         append(flags, to: &body)
         append(UInt16(0), to: &body)
         for value in [heartbeat.generation, heartbeat.sequence, heartbeat.epoch, heartbeat.lsn, heartbeat.sentAt] {
@@ -110,7 +131,7 @@ public enum HeartbeatCodec {
             let lsn = reader.u64(), let sentAt = reader.u64(),
             let clusterLength = reader.u8(), let cluster = reader.bytes(Int(clusterLength)),
             let nodeLength = reader.u8(), let node = reader.bytes(Int(nodeLength)),
-            let extensionLength = reader.u16(), reader.bytes(Int(extensionLength)) != nil
+            let extensionLength = reader.u16(), let extensionBytes = reader.bytes(Int(extensionLength))
         else { return .failure(.truncated) }
         let signedEnd = reader.offset
         guard let mac = reader.bytes(macSize) else { return .failure(.truncated) }
@@ -119,7 +140,8 @@ public enum HeartbeatCodec {
         guard reader.remaining == 0 else { return .failure(.malformed) }
 
         guard let role = NodeRole(wireCode: roleCode),
-            let clusterName = name(cluster), let nodeName = name(node)
+            let clusterName = name(cluster), let nodeName = name(node),
+            let records = parseExtension(extensionBytes)
         else { return .failure(.malformed) }
         return .success(
             Heartbeat(
@@ -128,9 +150,76 @@ public enum HeartbeatCodec {
                 generation: generation, sequence: sequence, epoch: epoch, lsn: lsn, sentAt: sentAt,
                 cluster: clusterName, node: nodeName,
                 handover: flags & handoverFlag != 0, switchoverRequested: flags & switchoverRequestFlag != 0,
-                synchronous: flags & synchronousFlag != 0, reachesTieBreaker: flags & tieBreakerFlag != 0
+                synchronous: flags & synchronousFlag != 0, reachesTieBreaker: flags & tieBreakerFlag != 0,
+                serviceReady: flags & serviceReadyFlag != 0, gaveUp: records.gaveUp, cleanup: records.cleanup
             )
         )
+    }
+
+    /// The records the heartbeat's fields make (none for an empty given-up list: a packet of a
+    /// node with nothing given up is byte for byte a version-1 packet without extension).
+    ///
+    /// Only names the decoder accepts are sent, at most ``maximumGivenUp``, and no more than
+    /// fit the packet's maximum size with the heartbeat's names (so encoding never traps).
+    static func extensionRecords(_ heartbeat: Heartbeat) -> [UInt8] {
+        var records: [UInt8] = []
+        if let cleanup = heartbeat.cleanup, cleanup.resource.isEmpty || ResourceName.isValid(cleanup.resource) {
+            let name = Array(cleanup.resource.utf8)
+            records.append(cleanupRecord)
+            append(UInt16(8 + 1 + name.count), to: &records)
+            append(cleanup.id, to: &records)
+            records.append(UInt8(name.count))
+            records += name
+        }
+        let fixed = fixedSize + 1 + heartbeat.cluster.utf8.count + 1 + heartbeat.node.utf8.count + 2 + macSize + records.count
+        var budget = maximumSize - fixed - 3  // the record's type and length
+        var value: [UInt8] = []
+        var count = 0
+        for name in heartbeat.gaveUp where ResourceName.isValid(name) {
+            let bytes = Array(name.utf8)
+            guard count < maximumGivenUp, budget >= 1 + bytes.count else { break }
+            value.append(UInt8(bytes.count))
+            value += bytes
+            budget -= 1 + bytes.count
+            count += 1
+        }
+        guard !value.isEmpty else { return records }
+        records.append(gaveUpRecord)
+        append(UInt16(value.count), to: &records)
+        return records + value
+    }
+
+    /// The known records of an extension; nil when it is malformed.
+    private static func parseExtension(_ bytes: ArraySlice<UInt8>) -> (gaveUp: [String], cleanup: ResourceCleanup?)? {
+        var reader = Reader(bytes: bytes)
+        var gaveUp: [String] = []
+        var cleanup: ResourceCleanup?
+        while reader.remaining > 0 {
+            guard let type = reader.u8(), let length = reader.u16(), let value = reader.bytes(Int(length)) else { return nil }
+            var fields = Reader(bytes: value)
+            switch type {
+            case gaveUpRecord:
+                while fields.remaining > 0 {
+                    guard gaveUp.count < maximumGivenUp, let count = fields.u8(), let raw = fields.bytes(Int(count)),
+                        let text = name(raw), ResourceName.isValid(text)
+                    else { return nil }
+                    gaveUp.append(text)
+                }
+            case cleanupRecord:
+                guard cleanup == nil, let id = fields.u64(), let count = fields.u8(), let raw = fields.bytes(Int(count)),
+                    fields.remaining == 0
+                else { return nil }
+                if count == 0 {
+                    cleanup = ResourceCleanup(id: id, resource: "")
+                } else {
+                    guard let text = name(raw), ResourceName.isValid(text) else { return nil }
+                    cleanup = ResourceCleanup(id: id, resource: text)
+                }
+            default:
+                continue  // unknown: skipped
+            }
+        }
+        return (gaveUp, cleanup)
     }
 
     /// 1...64 bytes of valid UTF-8 without control characters.

@@ -91,6 +91,12 @@ public struct PeerTracker: Sendable, Equatable {
     public private(set) var peerReachesTieBreaker = false
     /// The peer (a standby) asks this node to hand the active role over.
     public private(set) var peerSwitchoverRequested = false
+    /// The peer says its own copy of the service is ready (as it last said).
+    public private(set) var peerServiceReady = false
+    /// The resources the peer gave up (as it last said).
+    public private(set) var peerGaveUp: [String] = []
+    /// A cleanup of resource failures the peer asks for (as it last said).
+    public private(set) var peerCleanup: ResourceCleanup?
     /// When the latest packet was accepted, on any link (monotonic), `nil` = never.
     public private(set) var lastSeen: MonotonicInstant?
     /// CLOCK_REALTIME µs of the latest accepted packet, 0 = never (`PeerLastSeenUSec`).
@@ -179,6 +185,9 @@ public struct PeerTracker: Sendable, Equatable {
         peerSwitchoverRequested = heartbeat.switchoverRequested
         peerWaitsForUs = heartbeat.synchronous
         peerReachesTieBreaker = heartbeat.reachesTieBreaker
+        peerServiceReady = heartbeat.serviceReady
+        peerGaveUp = heartbeat.gaveUp
+        peerCleanup = heartbeat.cleanup
         events.append(.seen)
         return .success(events)
     }

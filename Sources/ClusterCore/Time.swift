@@ -33,3 +33,8 @@ public struct MonotonicInstant: Comparable, Hashable, Sendable, CustomStringConv
 
     public var description: String { "T+\(sinceOrigin)" }
 }
+
+extension Duration {
+    /// Whole milliseconds (truncated toward zero): for messages, log fields and C calls that take ms.
+    public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

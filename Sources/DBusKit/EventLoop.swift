@@ -107,9 +107,20 @@ public final class EventLoop {
     /// Calls `handler` whenever `fd` is readable (EPOLLIN, level-triggered).
     /// Does not own `fd`; cancel the source before closing it.
     public func addReadable(fd: Int32, _ handler: @escaping () -> Void) throws(SystemError) -> EventSource {
+        try addIO(fd: fd, events: UInt32(EPOLLIN.rawValue), handler)
+    }
+
+    /// Calls `handler` whenever `fd` is writable (EPOLLOUT, level-triggered): e.g. when a
+    /// non-blocking connect completes. Does not own `fd`; cancel the source before closing it,
+    /// and as soon as there is nothing more to write (it keeps firing while the fd is writable).
+    public func addWritable(fd: Int32, _ handler: @escaping () -> Void) throws(SystemError) -> EventSource {
+        try addIO(fd: fd, events: UInt32(EPOLLOUT.rawValue), handler)
+    }
+
+    private func addIO(fd: Int32, events: UInt32, _ handler: @escaping () -> Void) throws(SystemError) -> EventSource {
         let box = Unmanaged.passRetained(HandlerBox(handler))
         var source: OpaquePointer?
-        let r = sd_event_add_io(event, &source, fd, UInt32(EPOLLIN.rawValue), { _, _, _, userdata in
+        let r = sd_event_add_io(event, &source, fd, events, { _, _, _, userdata in
             HandlerBox.fire(userdata)
             return 0
         }, box.toOpaque())

@@ -57,7 +57,7 @@ public enum ARPProbe {
             let left = deadline - EventLoop.clockNow
             guard left > .zero else { return ProbeAnswer(answered: false, mac: "") }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let millis = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            let millis = Int32(clamping: max(1, left.wholeMilliseconds))
             let ready = poll(&pfd, 1, millis)
             if ready < 0 {
                 if Glibc.errno == EINTR { continue }

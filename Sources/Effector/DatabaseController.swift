@@ -187,6 +187,44 @@ public final class DatabaseController: Sendable {
         return (try? read(connection)) ?? DatabaseStatus(role: .unknown)
     }
 
+    /// The health query: a new connection (as a client would make), then on a primary a
+    /// transaction made durable on the local disk (`txid_current()` under
+    /// `synchronous_commit = local`: it needs a working WAL writer and disk, and does not wait
+    /// for the standby), on a standby a read of its replay position. Each statement is bounded
+    /// by `timeout`; the caller bounds the connection too (libpq's connect_timeout is at least
+    /// 2 s). Returns the role it found.
+    public func healthQuery(timeout: Duration) throws(DatabaseError) -> DatabaseRole {
+        let milliseconds = max(1, timeout.wholeMilliseconds)
+        let conninfo = PostgresConnection.conninfo([
+            ("host", settings.socketDirectory), ("port", String(settings.port)), ("user", settings.user),
+            ("dbname", "postgres"), ("connect_timeout", String(max(2, (milliseconds + 999) / 1000))),
+            ("application_name", "kusu-effectord health"),
+            ("options", "-c statement_timeout=\(milliseconds) -c synchronous_commit=local"),
+        ])
+        let connection: PostgresConnection
+        do {
+            connection = try PostgresConnection(conninfo: conninfo)
+        } catch {
+            let why = Self.nothingListens(at: socketPath) ? "nothing listens on \(socketPath)" : error.message
+            throw DatabaseError(.unreachable, "cannot connect: \(why)")
+        }
+        do {
+            guard let inRecovery = try connection.scalar("SELECT pg_is_in_recovery()") else {
+                throw DatabaseError(.queryFailed, "pg_is_in_recovery() returned NULL")
+            }
+            if inRecovery == "t" {
+                _ = try connection.scalar("SELECT pg_last_wal_replay_lsn()")
+                return .standby
+            }
+            _ = try connection.scalar("SELECT txid_current()")
+            return .primary
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError(.queryFailed, "the health query failed: \(error)")
+        }
+    }
+
     /// Promotes the local standby and returns once it accepts writes: SELECT pg_promote(false),
     /// then pg_is_in_recovery() every 10 ms until false, within `timeout`.
     /// Refuses, doing nothing, on a primary (`.notStandby`) and when the standby's lag exceeds
@@ -426,7 +464,7 @@ public final class DatabaseController: Sendable {
     public static func formatLSN(_ lsn: UInt64) -> String { ClusterCore.formatLSN(lsn) }
 
     static func describe(_ duration: Duration) -> String {
-        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        let milliseconds = duration.wholeMilliseconds
         return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(milliseconds) ms"
     }
 }
@@ -728,7 +766,7 @@ func runSubprocess(
             break
         }
         var pollfd = Glibc.pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-        let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+        let milliseconds = Int32(clamping: left.wholeMilliseconds + 1)
         let ready = poll(&pollfd, 1, milliseconds)
         if ready < 0 {
             if errno == EINTR { continue }

@@ -1,4 +1,6 @@
 public import DBusKit
+public import ClusterCore
+import Glibc
 // Glibc types (timespec, SOCK_*) that the CNetlink headers also declare are attributed
 // to whichever module clang builds first; importing both keeps every build seeing them.
 import CNetlink
@@ -47,6 +49,7 @@ public final class UnitManager {
     private static let managerPath: ObjectPath = "/org/freedesktop/systemd1"
     private static let managerInterface: InterfaceName = "org.freedesktop.systemd1.Manager"
     private static let unitInterface: InterfaceName = "org.freedesktop.systemd1.Unit"
+    private static let serviceInterface: InterfaceName = "org.freedesktop.systemd1.Service"
 
     private enum SubscribeState {
         case idle
@@ -96,6 +99,22 @@ public final class UnitManager {
         runJob("StopUnit", verb: "stop", unit: unit, timeout: timeout, completion: completion)
     }
 
+    /// Stops `unit` at once, whatever its processes do: queues its stop job (so systemd does not
+    /// restart it), then SIGKILL to every process of the unit (KillUnit, whom "all": a stopped
+    /// or hung process dies too), and waits for the stop job's result. For a server that can
+    /// no longer stop cleanly.
+    public func stopKilling(_ unit: String, timeout: Duration, completion: @escaping (Result<Void, UnitError>) -> Void) {
+        runJob("StopUnit", verb: "stop", unit: unit, timeout: timeout, afterQueued: { [weak self] in
+            guard let self else { return }
+            do {
+                try self.bus.call(destination: Self.destination, path: Self.managerPath, interface: Self.managerInterface,
+                                  member: "KillUnit", [.string(unit), .string("all"), .int32(SIGKILL)]) { _ in
+                    // A unit with no process left answers with an error: nothing to kill, the stop completes.
+                }
+            } catch {}
+        }, completion: completion)
+    }
+
     /// Starts `units` one after the other, each job waited for before the next;
     /// ends at the first failure. `timeout` applies to each unit.
     public func start(_ units: [String], timeout: Duration,
@@ -126,7 +145,7 @@ public final class UnitManager {
         }
     }
 
-    private func runJob(_ method: MemberName, verb: String, unit: String, timeout: Duration,
+    private func runJob(_ method: MemberName, verb: String, unit: String, timeout: Duration, afterQueued: (() -> Void)? = nil,
                         completion: @escaping (Result<Void, UnitError>) -> Void) {
         let op = JobOperation(id: nextOperationID, unit: unit, verb: verb, completion: completion)
         nextOperationID += 1
@@ -148,11 +167,11 @@ public final class UnitManager {
                                              message: "\(verb) of \(unit): \(error.message)")))
                 return
             }
-            self.callJobMethod(method, op: op, deadline: deadline)
+            self.callJobMethod(method, op: op, deadline: deadline, afterQueued: afterQueued)
         }
     }
 
-    private func callJobMethod(_ method: MemberName, op: JobOperation, deadline: Duration) {
+    private func callJobMethod(_ method: MemberName, op: JobOperation, deadline: Duration, afterQueued: (() -> Void)?) {
         let unit = op.unit
         let remaining = deadline - bus.loop.now
         guard remaining > .zero else { return }     // the timer finishes it
@@ -177,6 +196,7 @@ public final class UnitManager {
                         return
                     }
                     op.job = job
+                    afterQueued?()
                     if let jobResult = self.earlyResults.removeValue(forKey: job) {
                         op.finish(Self.outcome(jobResult, verb: op.verb, unit: unit))
                     } else {
@@ -300,6 +320,63 @@ public final class UnitManager {
         }
     }
 
+    /// What systemd says of each unit (load, active and sub state, the service's result, its
+    /// automatic restarts, when it last became inactive), read concurrently; a unit whose
+    /// state could not be read is missing from the result. A non-service unit has result "" and
+    /// no restarts.
+    public func observations(_ units: [String], completion: @escaping ([String: UnitObservation]) -> Void) {
+        var observations: [String: UnitObservation] = [:]
+        var outstanding = Set(units)
+        if outstanding.isEmpty { return completion(observations) }
+        for unit in units {
+            observe(unit) { observation in
+                observations[unit] = observation
+                outstanding.remove(unit)
+                if outstanding.isEmpty { completion(observations) }
+            }
+        }
+    }
+
+    /// The properties an observation is made of, on which interface.
+    private static let observed: [(interface: InterfaceName, name: String)] = [
+        (unitInterface, "LoadState"), (unitInterface, "ActiveState"), (unitInterface, "SubState"),
+        (unitInterface, "InactiveEnterTimestampMonotonic"), (serviceInterface, "Result"), (serviceInterface, "NRestarts"),
+    ]
+
+    private func observe(_ unit: String, _ done: @escaping (UnitObservation?) -> Void) {
+        unitPath(unit) { [weak self] path in
+            guard let self, let path else { return done(nil) }
+            var values: [String: Value] = [:]
+            var outstanding = Self.observed.count
+            var failed = false
+            func finish() {
+                outstanding -= 1
+                guard outstanding == 0 else { return }
+                guard !failed, let load = values["LoadState"]?.string, let active = values["ActiveState"]?.string else { return done(nil) }
+                done(UnitObservation(
+                    loadState: load, activeState: active, subState: values["SubState"]?.string ?? "",
+                    result: values["Result"]?.string ?? "", restarts: values["NRestarts"]?.uint32 ?? 0,
+                    inactiveSince: values["InactiveEnterTimestampMonotonic"]?.uint64 ?? 0))
+            }
+            for (interface, name) in Self.observed {
+                do {
+                    try self.bus.getProperty(destination: Self.destination, path: path, interface: interface, name: name) { result in
+                        switch result {
+                        case .success(let value): values[name] = value
+                        // A unit that is not a service has no Service interface: no result, no restarts.
+                        case .failure where interface == Self.serviceInterface: break
+                        case .failure: failed = true
+                        }
+                        finish()
+                    }
+                } catch {
+                    failed = true
+                    finish()
+                }
+            }
+        }
+    }
+
     private func activeState(_ unit: String, _ done: @escaping (String) -> Void) {
         unitPath(unit) { [weak self] path in
             guard let self, let path else { return done("unknown") }
@@ -347,17 +424,22 @@ public final class UnitManager {
     /// PropertiesChanged signals (this subscribes to systemd). The state at the
     /// time of the call is read first and is not reported. Watching a unit again
     /// replaces its handler; `unwatch` ends it.
-    public func watch(_ units: [String], onChange: @escaping (String, String) -> Void) throws {
+    ///
+    /// `onAnyChange(unit)`, if given, is called for every change systemd signals on the unit's
+    /// Unit or Service interface (its restarts and result too), after `onChange`.
+    public func watch(
+        _ units: [String], onChange: @escaping (String, String) -> Void, onAnyChange: ((String) -> Void)? = nil
+    ) throws {
         var added: [String: Watch] = [:]
         for unit in units {
             let path = try ObjectPath(Self.unitObjectPath(unit))
             let w = Watch(path: path, onChange: onChange)
             let rule = "type='signal',sender='org.freedesktop.systemd1',path='\(path.rawValue)',"
-                + "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
-                + "arg0='org.freedesktop.systemd1.Unit'"
+                + "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"
             w.match = try bus.addMatch(rule) { [weak self, weak w] signal in
                 guard let self, let w else { return }
-                self.propertiesChanged(unit, w, signal)
+                if signal.arguments.first?.string == Self.unitInterface.rawValue { self.propertiesChanged(unit, w, signal) }
+                onAnyChange?(unit)
             }
             added[unit] = w
         }
@@ -410,7 +492,7 @@ public final class UnitManager {
     }
 
     private static func text(_ d: Duration) -> String {
-        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        let ms = d.wholeMilliseconds
         return ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
     }
 }

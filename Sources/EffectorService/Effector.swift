@@ -28,6 +28,9 @@ public enum Operation: Sendable, Equatable {
     /// Ends the primary's replication connections, so a following StopDatabase does not wait
     /// for a standby whose link is cut.
     case detachStandbys
+    /// Stops the database at once, SIGKILL to all its processes (it is hung: it could not stop
+    /// cleanly, and must not acknowledge anything more).
+    case killDatabase
     case startUnits, stopUnits
 
     /// The method name, for LastOperation and the logs.
@@ -44,10 +47,20 @@ public enum Operation: Sendable, Equatable {
         case .cloneDatabase: "CloneDatabase"
         case .setSynchronousStandby: "SetSynchronousStandby"
         case .detachStandbys: "DetachStandbys"
+        case .killDatabase: "KillDatabase"
         case .startUnits: "StartUnits"
         case .stopUnits: "StopUnits"
         }
     }
+}
+
+/// The database's health as the effector publishes it (`DatabaseHealth`).
+public struct DatabaseHealth: Sendable, Equatable {
+    public var answering: Bool
+    public var detail: String
+    /// CLOCK_REALTIME µs of the last good answer, 0 = none yet (for one timeout after the
+    /// effector starts, the database counts as answering: a restart of the effector is no fault).
+    public var lastAnswerUSec: UInt64
 }
 
 public struct LastOperation: Sendable, Equatable {
@@ -67,6 +80,7 @@ public final class Effector {
         case replicationState = "ReplicationState", syncState = "SyncState", synchronousStandbyNames = "SynchronousStandbyNames"
         case replicationLagSeconds = "ReplicationLagSeconds", replicationSlot = "ReplicationSlot", progress = "Progress"
         case replicationLastReplyUSec = "ReplicationLastReplyUSec"
+        case unitStates = "UnitStates", databaseHealth = "DatabaseHealth"
     }
 
     public let configuration: Configuration
@@ -81,7 +95,19 @@ public final class Effector {
     public private(set) var lastOperation: LastOperation?
     public private(set) var heldAddresses: [FloatingAddress] = []
     public private(set) var databaseState: DatabaseSnapshot = .unknown
-    public private(set) var unitStates: [String: String] = [:]
+    /// What systemd last said of each configured unit (missing: not read).
+    public private(set) var unitObservations: [String: UnitObservation] = [:]
+    /// Each configured unit's ActiveState ("unknown" when not read): the `Units` property.
+    public var unitStates: [String: String] { unitObservations.mapValues(\.activeState) }
+    /// The database's health: whether it answered the health query within
+    /// `[health] database_timeout_ms`, why not, and when it last answered (CLOCK_REALTIME µs).
+    /// Answering until the first timeout passed: a restart of the effector is no fault of the database.
+    public internal(set) var databaseHealth = DatabaseHealth(answering: true, detail: "", lastAnswerUSec: 0)
+    var healthWatch: AnswerWatch?
+    var healthTimer: TimerSource?
+    var healthDeadline: TimerSource?
+    /// A status read of the database is under way (one at a time: a hung server does not pile up threads).
+    var readingDatabase = false
     /// The final LSN of the last StopDatabase.
     public private(set) var finalLSN: UInt64 = 0
     /// What a long operation (CloneDatabase, RejoinDatabase) is doing, in words; "" otherwise.
@@ -223,6 +249,7 @@ public final class Effector {
         case .setSynchronousStandby(let value): return [("sync", { self.setSynchronousStandby(value, $0) })]
         case .stopDatabase: return stopDatabaseSteps()
         case .detachStandbys: return [("detach", { self.detachStandbys($0) })]
+        case .killDatabase: return killDatabaseSteps()
         case .startUnits: return [("units", { self.startUnits($0) })]
         case .stopUnits: return [("units", { self.stopUnits($0) })]
         }
@@ -512,6 +539,25 @@ public final class Effector {
         ]
     }
 
+    func killDatabaseSteps() -> [Step] {
+        guard database != nil, let settings = configuration.database else {
+            return [("check", { $0(.failure(.init(.notConfigured, "no [database] is configured"))) })]
+        }
+        return [
+            // Killing the database under a served address would break the service: release first.
+            ("check", { self.requireNoAddressHeld($0) }),
+            ("kill", { done in
+                self.logger.notice("killing the database (it cannot stop cleanly)", metadata: ["unit": "\(settings.unit)"])
+                self.units.stopKilling(settings.unit) { result in
+                    if case .success = result {
+                        self.update(database: DatabaseSnapshot(role: "down", lsn: self.databaseState.lsn, timeline: self.databaseState.timeline))
+                    }
+                    done(result)
+                }
+            }),
+        ]
+    }
+
     func update(database snapshot: DatabaseSnapshot) {
         var changes: Set<Published> = []
         if snapshot.role != databaseState.role { changes.insert(.databaseRole) }
@@ -563,21 +609,32 @@ public final class Effector {
         }
     }
 
-    public func refreshUnits() {
-        guard !configuration.units.isEmpty else { return }
-        units.activeStates(configuration.units) { [self] states in
-            if states != unitStates {
-                unitStates = states
-                changed([.units])
-            }
+    /// Re-reads what systemd says of every configured unit (or of `only` these).
+    public func refreshUnits(_ only: [String]? = nil) {
+        let names = only?.filter(configuration.units.contains) ?? configuration.units
+        guard !names.isEmpty else { return }
+        units.observations(names) { [self] observations in
+            var updated = unitObservations
+            for name in names { updated[name] = observations[name] }
+            guard updated != unitObservations else { return }
+            let before = unitStates
+            unitObservations = updated
+            changed(unitStates == before ? [.unitStates] : [.unitStates, .units])
         }
     }
 
-    /// Re-reads the database's state on a worker thread (skipped while an operation runs).
+    /// Re-reads the database's state on a worker thread (skipped while an operation runs, and
+    /// while the previous read has not returned).
     public func refreshDatabase() {
-        guard let database, !busy else { return }
-        try? loop.perform({ database.status() }) { [self] snapshot in
-            update(database: snapshot)
+        guard let database, !busy, !readingDatabase else { return }
+        readingDatabase = true
+        do {
+            try loop.perform({ database.status() }) { [self] snapshot in
+                readingDatabase = false
+                update(database: snapshot)
+            }
+        } catch {
+            readingDatabase = false
         }
     }
 

@@ -135,6 +135,14 @@ public final class EffectorBus {
                 self.run(.detachStandbys, reason: "DetachStandbys", action: Effector1.Action.manageDatabase, call)
             }
         }
+        iface.method(Effector1.Method.killDatabase, flags: .unprivileged) { [unowned self] call in
+            guard effector.configuration.database != nil else {
+                return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
+            }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "kill"]) {
+                self.run(.killDatabase, reason: "KillDatabase", action: Effector1.Action.manageDatabase, call)
+            }
+        }
         iface.method(
             Effector1.Method.waitForReplay, in: [.init("lsn", "t"), .init("timeout_ms", "u")],
             out: [.init("reached", "b"), .init("replayed", "t")], flags: .unprivileged
@@ -171,6 +179,20 @@ public final class EffectorBus {
         iface.property(P.databaseTimeline, "u") { .uint32(effector.databaseState.timeline) }
         iface.property(P.units, "a(ss)") {
             .array(element: "(ss)", effector.configuration.units.map { .structure([.string($0), .string(effector.unitStates[$0] ?? "unknown")]) })
+        }
+        iface.property(P.unitStates, "a(sssssut)") {
+            .array(element: "(sssssut)", effector.configuration.units.compactMap { unit in
+                effector.unitObservations[unit].map { o in
+                    .structure([
+                        .string(unit), .string(o.loadState), .string(o.activeState), .string(o.subState), .string(o.result),
+                        .uint32(o.restarts), .uint64(o.inactiveSince),
+                    ])
+                }
+            })
+        }
+        iface.property(P.databaseHealth, "(bst)") {
+            let health = effector.databaseHealth
+            return .structure([.boolean(health.answering), .string(health.detail), .uint64(health.lastAnswerUSec)])
         }
         iface.property(P.replicationState, "s") { .string(effector.databaseState.replicationState) }
         iface.property(P.syncState, "s") { .string(effector.databaseState.syncState) }

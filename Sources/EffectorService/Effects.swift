@@ -83,6 +83,8 @@ public protocol DatabaseEffects: Sendable {
     func finalCheckpointLSN() throws(EffectorError) -> UInt64
     /// Ends the primary's replication connections; returns how many. A standby → .invalidArgument.
     func detachStandbys() throws(EffectorError) -> Int
+    /// The health query (see DatabaseController.healthQuery): nil when it answered, else why not.
+    func healthQuery(timeout: Duration) -> String?
     /// Waits (at most `timeout`) until the standby has replayed up to `lsn`; returns whether it
     /// did and its replay position. A primary → .databaseNotStandby.
     func waitForReplay(to lsn: UInt64, timeout: Duration) throws(EffectorError) -> (reached: Bool, replayed: UInt64)
@@ -94,6 +96,8 @@ public protocol UnitEffects: AnyObject {
     func start(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void)
     /// Stops the units in the order given, waiting for each job.
     func stop(_ units: [String], completion: @escaping (Result<Void, EffectorError>) -> Void)
-    /// The ActiveState of each unit.
-    func activeStates(_ units: [String], completion: @escaping ([String: String]) -> Void)
+    /// Stops a unit at once, SIGKILL to all its processes (a hung server), without a restart.
+    func stopKilling(_ unit: String, completion: @escaping (Result<Void, EffectorError>) -> Void)
+    /// What systemd says of each unit (missing: could not be read).
+    func observations(_ units: [String], completion: @escaping ([String: UnitObservation]) -> Void)
 }

@@ -80,6 +80,15 @@ struct PostgresDatabase: DatabaseEffects {
         }
     }
 
+    func healthQuery(timeout: Duration) -> String? {
+        do {
+            _ = try controller.healthQuery(timeout: timeout)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
     func waitForReplay(to lsn: UInt64, timeout: Duration) throws(EffectorError) -> (reached: Bool, replayed: UInt64) {
         do {
             return try controller.waitForReplay(to: lsn, timeout: timeout)

@@ -1,4 +1,5 @@
 // systemd units for the effector: UnitManager (org.freedesktop.systemd1) behind UnitEffects.
+import ClusterCore
 import DBusKit
 import Effector
 
@@ -20,8 +21,12 @@ final class SystemdUnits: UnitEffects {
         manager.stop(units, timeout: jobTimeout) { completion($0.mapError(Self.effectorError)) }
     }
 
-    func activeStates(_ units: [String], completion: @escaping ([String: String]) -> Void) {
-        manager.activeStates(units, completion: completion)
+    func stopKilling(_ unit: String, completion: @escaping (Result<Void, EffectorError>) -> Void) {
+        manager.stopKilling(unit, timeout: jobTimeout) { completion($0.mapError(Self.effectorError)) }
+    }
+
+    func observations(_ units: [String], completion: @escaping ([String: UnitObservation]) -> Void) {
+        manager.observations(units, completion: completion)
     }
 
     static func effectorError(_ error: UnitError) -> EffectorError {

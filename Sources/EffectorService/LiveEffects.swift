@@ -18,9 +18,10 @@ public final class LiveEffects {
         units = systemdUnits
     }
 
-    /// Calls `onChange` when a configured unit's ActiveState changes.
-    public func watchUnits(_ onChange: @escaping () -> Void) {
+    /// Calls `onChange(unit)` whenever systemd signals a change of a configured unit (its
+    /// state, its result, its restarts).
+    public func watchUnits(_ onChange: @escaping (String) -> Void) {
         guard !configuration.units.isEmpty else { return }
-        try? systemdUnits.manager.watch(configuration.units) { _, _ in onChange() }
+        try? systemdUnits.manager.watch(configuration.units, onChange: { _, _ in }, onAnyChange: onChange)
     }
 }

@@ -146,6 +146,10 @@ public struct Heartbeat1Proxy {
     public func setMaintenance(_ on: Bool) throws(ClientError) {
         try client.call(.heartbeat, Heartbeat1.Method.setMaintenance, [.boolean(on)])
     }
+    /// Forgets the failures of one resource on this node ("" = of all).
+    public func cleanupResource(_ name: String) throws(ClientError) {
+        try client.call(.heartbeat, Heartbeat1.Method.cleanupResource, [.string(name)])
+    }
 }
 
 /// org.kusu.Effector1 at /org/kusu/Effector1 (kusu-effectord, bus-activated).

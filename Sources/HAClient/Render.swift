@@ -68,6 +68,16 @@ extension ClusterStatus {
                 lines.append("handover if this node loses its service network: " + (readiness.ready ? "ready" : "no: \(readiness.reason)"))
             }
             for tree in h.fileSync { lines.append("file tree \(tree.path): \(Self.describe(tree, now: nowUSec))") }
+            if !h.resources.isEmpty {
+                lines.append("resources:")
+                for resource in h.resources { lines.append("  " + Self.describe(resource, status: h)) }
+            }
+            if h.role == "active", let readiness = h.serviceFaultReadiness {
+                lines.append("handover if a resource fails here: " + (readiness.ready ? "ready" : "no: \(readiness.reason)"))
+            }
+            if h.role == "standby", let readiness = h.serviceReady {
+                lines.append("this node's copy of the service: " + (readiness.ready ? "ready" : "NOT ready: \(readiness.reason)"))
+            }
         case .unavailable(let why):
             if !head.isEmpty { lines.append(head) }
             lines.append("heartbeat: \(why)")
@@ -126,6 +136,28 @@ extension ClusterStatus {
         }
     }
 
+    /// A resource in words, e.g. "nginx.service: FAILED here: nginx.service failed 3 times in 10 min
+    /// (...); handing over", "database: healthy", "repository (check): unhealthy: repository: HTTP 503".
+    static func describe(_ resource: ResourceStatus, status h: HeartbeatStatus) -> String {
+        let name = resource.kind == "check" ? "\(resource.name) (check)" : resource.name
+        var text: String
+        switch resource.state {
+        case "failed":
+            text = "\(name): FAILED here: \(resource.detail)"
+            if h.role == "active", let readiness = h.serviceFaultReadiness {
+                text += readiness.ready ? "; handing over" : "; not handing over: \(readiness.reason)"
+            } else if h.role == "standby" {
+                text += "; the service will not come back here until the failures expire or `kusu-ha resource cleanup \(resource.name)`"
+            }
+        case "unhealthy": text = "\(name): UNHEALTHY: \(resource.detail)"
+        case "healthy": text = "\(name): healthy" + (resource.detail.isEmpty ? "" : " (\(resource.detail))")
+        case "idle": text = "\(name): not running here" + (resource.detail.isEmpty ? "" : " (\(resource.detail))")
+        default: text = "\(name): \(resource.state)" + (resource.detail.isEmpty ? "" : ": \(resource.detail)")
+        }
+        if resource.failedOnPeer { text += "; failed on the peer too" }
+        return text
+    }
+
     /// "0.0 s", "1.5 s".
     static func seconds(_ value: Double) -> String {
         let tenths = Int((max(0, value) * 10).rounded())
@@ -162,6 +194,10 @@ extension ClusterStatus {
     ///       failover_readiness {ready, reason} | null
     ///       service_loss_readiness {ready, reason} | null
     ///       file_sync          [{path, state, last_success_usec, last_attempt_usec, since_usec, message}]
+    ///       resources          [{name, kind, state, failures, last_failure_usec, failed_on_peer, detail}]
+    ///       service_ready      {ready, reason} | null
+    ///       peer_service_ready bool|null
+    ///       service_fault_readiness {ready, reason} | null
     ///     effector           object       kusu-effectord (org.kusu.Effector1):
     ///       running            bool
     ///       error              string|null
@@ -200,6 +236,14 @@ extension ClusterStatus {
                     ("path", .string(t.path)), ("state", .string(t.state)), ("last_success_usec", .number(t.lastSuccessUSec)),
                     ("last_attempt_usec", .number(t.lastAttemptUSec)), ("since_usec", .number(t.sinceUSec)), ("message", .string(t.message)),
                 ]) })),
+                ("resources", .array(h.resources.map { r in .object([
+                    ("name", .string(r.name)), ("kind", .string(r.kind)), ("state", .string(r.state)),
+                    ("failures", .number(UInt64(r.failures))), ("last_failure_usec", .number(r.lastFailureUSec)),
+                    ("failed_on_peer", .bool(r.failedOnPeer)), ("detail", .string(r.detail)),
+                ]) })),
+                ("service_ready", h.serviceReady.map { .object([("ready", .bool($0.ready)), ("reason", .string($0.reason))]) } ?? .null),
+                ("peer_service_ready", h.peerServiceReady.map { .bool($0) } ?? .null),
+                ("service_fault_readiness", h.serviceFaultReadiness.map { .object([("ready", .bool($0.ready)), ("reason", .string($0.reason))]) } ?? .null),
             ]
         case .unavailable(let why):
             hb = [("running", .bool(false)), ("error", .string(why))]

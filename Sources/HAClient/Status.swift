@@ -41,6 +41,35 @@ public struct FileTreeStatus: Sendable, Equatable {
     }
 }
 
+/// One resource as org.kusu.Heartbeat1.Resources reports it (a(sssutbs)).
+public struct ResourceStatus: Sendable, Equatable {
+    public var name: String
+    /// database, unit, check.
+    public var kind: String
+    /// healthy, unhealthy, failed (given up here), idle, unknown.
+    public var state: String
+    /// Failures within [health] failure_timeout_s.
+    public var failures: UInt32
+    /// CLOCK_REALTIME µs of the last failure, 0 = none.
+    public var lastFailureUSec: UInt64
+    /// The peer gave it up too.
+    public var failedOnPeer: Bool
+    public var detail: String
+
+    public init(
+        name: String, kind: String, state: String, failures: UInt32 = 0, lastFailureUSec: UInt64 = 0, failedOnPeer: Bool = false,
+        detail: String = ""
+    ) {
+        self.name = name
+        self.kind = kind
+        self.state = state
+        self.failures = failures
+        self.lastFailureUSec = lastFailureUSec
+        self.failedOnPeer = failedOnPeer
+        self.detail = detail
+    }
+}
+
 /// The properties of org.kusu.Heartbeat1 (kusu-hbd).
 public struct HeartbeatStatus: Sendable, Equatable {
     public var clusterName = ""
@@ -68,6 +97,13 @@ public struct HeartbeatStatus: Sendable, Equatable {
     public var serviceLossReadiness: (ready: Bool, reason: String)?
     /// The `[[sync]]` trees kept on the standby.
     public var fileSync: [FileTreeStatus] = []
+    /// The health of every resource (units, database, checks).
+    public var resources: [ResourceStatus] = []
+    /// Whether this node's own copy of the service could serve (nil: not published).
+    public var serviceReady: (ready: Bool, reason: String)?
+    public var peerServiceReady: Bool?
+    /// On the active node: whether it would hand over now for a failed resource.
+    public var serviceFaultReadiness: (ready: Bool, reason: String)?
 
     public init() {}
 
@@ -81,7 +117,11 @@ public struct HeartbeatStatus: Sendable, Equatable {
             && a.failoverReadiness?.ready == b.failoverReadiness?.ready && a.failoverReadiness?.reason == b.failoverReadiness?.reason
             && a.serviceLossReadiness?.ready == b.serviceLossReadiness?.ready
             && a.serviceLossReadiness?.reason == b.serviceLossReadiness?.reason
-            && a.fileSync == b.fileSync
+            && a.fileSync == b.fileSync && a.resources == b.resources
+            && a.serviceReady?.ready == b.serviceReady?.ready && a.serviceReady?.reason == b.serviceReady?.reason
+            && a.peerServiceReady == b.peerServiceReady
+            && a.serviceFaultReadiness?.ready == b.serviceFaultReadiness?.ready
+            && a.serviceFaultReadiness?.reason == b.serviceFaultReadiness?.reason
     }
 
     /// From a GetAll reply; missing or mistyped properties keep their defaults.
@@ -113,6 +153,20 @@ public struct HeartbeatStatus: Sendable, Equatable {
         }
         if let f = p[K.serviceLossReadiness]?.structure, f.count == 2, let ready = f[0].bool, let reason = f[1].string {
             serviceLossReadiness = (ready, reason)
+        }
+        resources = (p[K.resources]?.array ?? []).compactMap { v in
+            guard let f = v.structure, f.count == 7, let name = f[0].string, let kind = f[1].string, let state = f[2].string,
+                let failures = f[3].uint32, let last = f[4].uint64, let onPeer = f[5].bool, let detail = f[6].string
+            else { return nil }
+            return ResourceStatus(
+                name: name, kind: kind, state: state, failures: failures, lastFailureUSec: last, failedOnPeer: onPeer, detail: detail)
+        }
+        if let f = p[K.serviceReady]?.structure, f.count == 2, let ready = f[0].bool, let reason = f[1].string {
+            serviceReady = (ready, reason)
+        }
+        peerServiceReady = p[K.peerServiceReady]?.bool ?? peerServiceReady
+        if let f = p[K.serviceFaultReadiness]?.structure, f.count == 2, let ready = f[0].bool, let reason = f[1].string {
+            serviceFaultReadiness = (ready, reason)
         }
         fileSync = (p[K.fileSync]?.array ?? []).compactMap { v in
             guard let f = v.structure, f.count == 6, let path = f[0].string, let state = f[1].string, let success = f[2].uint64,

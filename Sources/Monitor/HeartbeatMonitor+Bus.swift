@@ -56,6 +56,23 @@ extension HeartbeatMonitor {
                 ])
             })
         }
+        iface.property(P.resources, "a(sssutbs)") { [unowned self] in
+            .array(element: "(sssutbs)", self.resourceEntries.map { entry in
+                .structure([
+                    .string(entry.name), .string(entry.kind), .string(entry.state), .uint32(entry.failures),
+                    .uint64(entry.lastFailureUSec), .boolean(entry.failedOnPeer), .string(entry.detail),
+                ])
+            })
+        }
+        iface.property(P.serviceReady, "(bs)") { [unowned self] in
+            let readiness = self.serviceReadiness
+            return .structure([.boolean(readiness.ready), .string(readiness.reason)])
+        }
+        iface.property(P.peerServiceReady, "b") { [unowned self] in .boolean(self.tracker.peerServiceReady) }
+        iface.property(P.serviceFaultReadiness, "(bs)", change: .none) { [unowned self] in
+            let readiness = self.serviceFaultReadiness
+            return .structure([.boolean(readiness.ready), .string(readiness.reason)])
+        }
         iface.property(P.packetsReceived, "t", change: .none) { [unowned self] in .uint64(self.packetsReceived) }
         iface.property(P.packetsRejected, "t", change: .none) { [unowned self] in .uint64(self.packetsRejected) }
 
@@ -90,6 +107,18 @@ extension HeartbeatMonitor {
             let enabled = call.arguments.first?.bool ?? false
             authorize(call, Heartbeat1.Action.setMaintenance, details: ["enabled": enabled ? "true" : "false"]) {
                 self.setSwitch(call, maintenance: enabled)
+            }
+        }
+
+        iface.method(Heartbeat1.Method.cleanupResource, in: [.init("name", "s")], flags: .unprivileged) { [unowned self] call in
+            let name = call.arguments.first?.string ?? ""
+            // Validate, then authorise, then act.
+            guard isResource(name) else {
+                let known = health.records.map(\.spec.name).joined(separator: ", ")
+                return call.fail(.invalidArgs("no resource named '\(name)' (known: \(known); \"\" for all)"))
+            }
+            authorize(call, Heartbeat1.Action.cleanupResource, details: ["resource": name.isEmpty ? "all" : name]) {
+                self.cleanupResource(call, name)
             }
         }
 

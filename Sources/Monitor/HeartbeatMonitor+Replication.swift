@@ -24,7 +24,17 @@ extension HeartbeatMonitor {
 
     /// What the heartbeats say to the peer: our primary waits for its standby on every commit.
     var peerHasEveryCommit: Bool {
-        guard let replicationGuard, let names = effector.synchronousStandbyNames else { return false }
+        guard let replicationGuard else { return false }
+        if role == .active, effector.reachable, effector.databaseRole == "unknown" || effector.databaseRole == "down",
+            let last = effector.lastPrimary
+        {
+            // The primary does not answer (hung) or is down: it acknowledges nothing now, so
+            // what it last said stands (a restarted one is read again before it counts).
+            return replicationGuard.peerHasEveryCommit(
+                activePrimary: true, synchronousStandbyNames: last.synchronousStandbyNames, syncState: last.syncState,
+                walSenderState: last.liveWalSenderState)
+        }
+        guard let names = effector.synchronousStandbyNames else { return false }
         return replicationGuard.peerHasEveryCommit(
             activePrimary: isActivePrimary, synchronousStandbyNames: names, syncState: effector.syncState,
             walSenderState: liveWalSenderState)
@@ -92,24 +102,16 @@ extension HeartbeatMonitor {
         guard !effector.busy else { return }  // asked again at the next poll
         settingSynchronous = true
         logger.notice("changing what commits wait for", metadata: ["pg.synchronous_standby_names": "\(value)", "reason": "\(reason)"])
-        do {
-            _ = try bus.call(
-                destination: effectorName, path: effectorPath, interface: effectorInterface,
-                member: MemberName(Effector1.Method.setSynchronousStandby), [.string(value)], timeout: .seconds(30)
-            ) { [unowned self] result in
-                settingSynchronous = false
-                switch result {
-                case .success:
-                    effector.synchronousStandbyNames = value
-                    if value.isEmpty { effector.syncState = effector.syncState == "sync" ? "async" : effector.syncState }
-                case .failure(let error):
-                    logger.error("cannot change what commits wait for", metadata: ["error": "\(error.message)"])
-                }
-                evaluateReplication()
-            }
-        } catch {
+        callEffector(Effector1.Method.setSynchronousStandby, [.string(value)], timeout: .seconds(30)) { [unowned self] result in
             settingSynchronous = false
-            logger.error("cannot call the effector", metadata: ["error": "\(error)"])
+            switch result {
+            case .success:
+                effector.synchronousStandbyNames = value
+                if value.isEmpty { effector.syncState = effector.syncState == "sync" ? "async" : effector.syncState }
+            case .failure(let error):
+                logger.error("cannot change what commits wait for", metadata: ["error": "\(error.message)"])
+            }
+            evaluateReplication()
         }
     }
 

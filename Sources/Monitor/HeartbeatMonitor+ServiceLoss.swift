@@ -94,26 +94,18 @@ extension HeartbeatMonitor {
         // Up to the end of the grace time; after it (the peer did not say it waited for us) in
         // one-second steps, as long as the peer keeps handing over.
         let wait = waited < grace ? grace - waited : .seconds(1)
-        let waitMs = UInt32(max(1, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000))
+        let waitMs = UInt32(max(1, wait.wholeMilliseconds))
         waitingForReplay = true
-        do {
-            _ = try bus.call(
-                destination: effectorName, path: effectorPath, interface: effectorInterface,
-                member: MemberName(Effector1.Method.waitForReplay), [.uint64(finalLSN), .uint32(waitMs)],
-                timeout: wait + .seconds(5)
-            ) { [unowned self] result in
-                waitingForReplay = false
-                var replayed: UInt64?
-                switch result {
-                case .success(let values): replayed = values.dropFirst().first?.uint64
-                case .failure(let error):
-                    logger.warning("cannot wait for the handover's final LSN", metadata: ["error": "\(error.message)"])
-                }
-                decideHandover(finalLSN: finalLSN, replayed: replayed, seen: seen, retryAfterFailure: replayed == nil)
-            }
-        } catch {
+        callEffector(Effector1.Method.waitForReplay, [.uint64(finalLSN), .uint32(waitMs)], timeout: wait + .seconds(5)) {
+            [unowned self] result in
             waitingForReplay = false
-            decideHandover(finalLSN: finalLSN, replayed: nil, seen: seen, retryAfterFailure: true)
+            var replayed: UInt64?
+            switch result {
+            case .success(let values): replayed = values.dropFirst().first?.uint64
+            case .failure(let error):
+                logger.warning("cannot wait for the handover's final LSN", metadata: ["error": "\(error.message)"])
+            }
+            decideHandover(finalLSN: finalLSN, replayed: replayed, seen: seen, retryAfterFailure: replayed == nil)
         }
     }
 

@@ -13,27 +13,7 @@ import DBusKit
 import Logging
 import SystemSupport
 
-/// What kusu-hbd last read from the effector (GetAll on org.kusu.Effector1, once a second).
-struct EffectorView {
-    var reachable = false
-    var busy = false
-    /// DatabaseLSN: the primary's current WAL position or the standby's replay position.
-    var lsn: UInt64?
-    var databaseRole: String?
-    /// Primary: the peer's replication connection state, its sync_state, the lag of the
-    /// worst standby, and synchronous_standby_names ("" / nil when unknown).
-    var replicationState: String?
-    var syncState: String?
-    var lagBytes: UInt64 = 0
-    var synchronousStandbyNames: String?
-    /// Primary: the last reply (or the start) of the peer's replication connection (CLOCK_REALTIME µs).
-    var replicationLastReplyUSec: UInt64 = 0
-}
-
 extension HeartbeatMonitor {
-    var effectorName: BusName { BusName.init(stringLiteral: Effector1.busName) }
-    var effectorPath: ObjectPath { ObjectPath.init(stringLiteral: Effector1.objectPath) }
-    var effectorInterface: InterfaceName { InterfaceName.init(stringLiteral: Effector1.interface) }
 
     /// The inputs of a decision, as known now.
     var switchingInputs: SwitchingInputs {
@@ -88,6 +68,12 @@ extension HeartbeatMonitor {
         } else if tracker.peerHandover && tracker.peerRole == .standby {
             // Switchover: the peer stopped cleanly at its final LSN; take over once it is replayed.
             return followHandover()
+        } else if handoverSynchronous != nil {
+            // This node is handing the role over (released; its database is being stopped): the
+            // peer takes over, or the role is taken back if it does not (checkHandoverProgress).
+            // No election meanwhile, though both nodes are standby and this database still primary.
+            lastAutomaticRefusal = nil
+            return
         } else {
             let local = configuration.localNode
             let peer = configuration.peerNode
@@ -201,22 +187,15 @@ extension HeartbeatMonitor {
     /// failed probe) is the refusal, nil when none answers.
     func probeAddresses(_ addresses: ArraySlice<FloatingAddress>, completion: @escaping (SwitchRefusal?) -> Void) {
         guard let address = addresses.first else { return completion(nil) }
-        do {
-            _ = try bus.call(
-                destination: effectorName, path: effectorPath, interface: effectorInterface,
-                member: MemberName(Effector1.Method.probeAddress), [.string("\(address)")], timeout: .seconds(5)
-            ) { [unowned self] result in
-                switch result {
-                case .success(let values) where values.first?.bool == true:
-                    completion(.addressInUse(address: "\(address.address)", mac: values.dropFirst().first?.string ?? "?"))
-                case .success:
-                    probeAddresses(addresses.dropFirst(), completion: completion)
-                case .failure(let error):
-                    completion(.probeFailed(error.message))
-                }
+        callEffector(Effector1.Method.probeAddress, [.string("\(address)")], timeout: .seconds(5)) { [unowned self] result in
+            switch result {
+            case .success(let values) where values.first?.bool == true:
+                completion(.addressInUse(address: "\(address.address)", mac: values.dropFirst().first?.string ?? "?"))
+            case .success:
+                probeAddresses(addresses.dropFirst(), completion: completion)
+            case .failure(let error):
+                completion(.probeFailed(error.message))
             }
-        } catch {
-            completion(.probeFailed(error.message))
         }
     }
 
@@ -232,23 +211,15 @@ extension HeartbeatMonitor {
         rejoining = true
         let peer = configuration.peerNode.name
         logger.notice("rejoining the database as a standby", metadata: ["peer.name": "\(peer)", "pg.role": "\(effector.databaseRole ?? "?")"])
-        do {
-            _ = try bus.call(
-                destination: effectorName, path: effectorPath, interface: effectorInterface,
-                member: MemberName(Effector1.Method.rejoinDatabase), [.string(peer)], timeout: .seconds(900)
-            ) { [unowned self] result in
-                rejoining = false
-                switch result {
-                case .success:
-                    logger.notice("database rejoined as a standby", metadata: ["peer.name": "\(peer)"])
-                case .failure(let error):
-                    nextRejoinAttempt = loop.now + Self.rejoinRetry
-                    logger.error("cannot rejoin the database", metadata: ["peer.name": "\(peer)", "error": "\(error.message)"])
-                }
-            }
-        } catch {
+        callEffector(Effector1.Method.rejoinDatabase, [.string(peer)], timeout: .seconds(900)) { [unowned self] result in
             rejoining = false
-            nextRejoinAttempt = loop.now + Self.rejoinRetry
+            switch result {
+            case .success:
+                logger.notice("database rejoined as a standby", metadata: ["peer.name": "\(peer)"])
+            case .failure(let error):
+                nextRejoinAttempt = loop.now + Self.rejoinRetry
+                logger.error("cannot rejoin the database", metadata: ["peer.name": "\(peer)", "error": "\(error.message)"])
+            }
         }
     }
 
@@ -258,7 +229,8 @@ extension HeartbeatMonitor {
         let verdict = FailoverPolicy.failback(
             switchingInputs, autoFailback: configuration.cluster.autoFailback,
             localPriority: configuration.localNode.priority, peerPriority: configuration.peerNode.priority,
-            localDatabaseRole: configuration.database == nil ? nil : effector.databaseRole)
+            localDatabaseRole: configuration.database == nil ? nil : effector.databaseRole,
+            localGaveUp: health.givenUp(at: MonotonicInstant(loop.now)))
         guard verdict == .proceed else { return }
         logger.notice("failback: asking the active peer for a switchover", metadata: ["peer.name": "\(configuration.peerNode.name)"])
         requestSwitchoverUntil = loop.now + .seconds(60)
@@ -311,6 +283,7 @@ extension HeartbeatMonitor {
                     logger.error("cannot emit a signal", metadata: ["error": "\(error)"])
                 }
                 ServiceManager.notify("STATUS=\(new.rawValue) (epoch \(roles.epoch)); peer \(configuration.peerNode.name) is \(tracker.state.rawValue)")
+                healthRoleChanged()
             case .takeover(let reason):
                 callEffector(Effector1.Method.takeover, reason: reason) { [unowned self] result in
                     let detail: String
@@ -342,50 +315,9 @@ extension HeartbeatMonitor {
         }
     }
 
-    /// Calls Takeover/Release(reason) on the effector (bus-activated on first use).
+    /// Calls Takeover/Release(reason) on the effector.
     func callEffector(_ member: String, reason: String, completion: @escaping (Result<Void, DBusError>) -> Void) {
-        do {
-            _ = try bus.call(
-                destination: effectorName, path: effectorPath, interface: effectorInterface, member: MemberName(member),
-                [.string(reason)], timeout: .seconds(300)
-            ) { result in completion(result.map { _ in () }) }
-        } catch {
-            completion(.failure(error))
-        }
-    }
-
-    /// Reads the effector's state once a second (its database LSN goes into our heartbeats and
-    /// into the lag check).
-    func pollEffector() {
-        effectorPoll?.reschedule(at: loop.now + .seconds(1))
-        _ = try? bus.getAllProperties(destination: effectorName, path: effectorPath, interface: effectorInterface, timeout: .seconds(2)) {
-            [unowned self] result in
-            let before = (effector.busy, effector.databaseRole)
-            switch result {
-            case .success(let properties):
-                effector.reachable = true
-                effector.busy = properties[Effector1.Property.busy]?.bool ?? false
-                effector.lsn = properties[Effector1.Property.databaseLSN]?.uint64
-                effector.databaseRole = properties[Effector1.Property.databaseRole]?.string
-                effector.replicationState = properties[Effector1.Property.replicationState]?.string.flatMap { $0.isEmpty ? nil : $0 }
-                effector.replicationLastReplyUSec = properties[Effector1.Property.replicationLastReplyUSec]?.uint64 ?? 0
-                effector.syncState = properties[Effector1.Property.syncState]?.string.flatMap { $0.isEmpty ? nil : $0 }
-                effector.lagBytes = properties[Effector1.Property.replicationLagBytes]?.uint64 ?? 0
-                effector.synchronousStandbyNames = properties[Effector1.Property.synchronousStandbyNames]?.string
-            case .failure:
-                effector = EffectorView()
-            }
-            if before != (effector.busy, effector.databaseRole) || tracker.peerHandover { evaluateAutomatic() }
-            if let until = requestSwitchoverUntil, loop.now > until {
-                requestSwitchoverUntil = nil
-                finishSwitchover(.failure(.failed(
-                    "the active peer \(configuration.peerNode.name) did not hand over within 60 s; its journal (kusu-hbd) says why")))
-            }
-            checkHandoverProgress()
-            evaluateRejoin()
-            evaluateFailback()
-            evaluateReplication()
-        }
+        callEffector(member, [.string(reason)], timeout: .seconds(300)) { result in completion(result.map { _ in () }) }
     }
 
     // MARK: Pre-flight
@@ -397,6 +329,9 @@ extension HeartbeatMonitor {
         case "takeover": verdict = FailoverPolicy.manualTakeover(switchingInputs, force: false)
         case "force-takeover": verdict = FailoverPolicy.manualTakeover(switchingInputs, force: true)
         case "automatic": verdict = FailoverPolicy.automatic(switchingInputs)
+        case "service-fault":
+            let readiness = serviceFaultReadiness
+            return .success((readiness.ready, readiness.reason))
         case "switchover":
             if effector.busy { return .success((false, SwitchRefusal.effectorBusy.description)) }
             guard tracker.state == .alive else { return .success((false, "the peer is \(tracker.state)")) }
@@ -409,7 +344,7 @@ extension HeartbeatMonitor {
                 return .success((false, "this node is \(role.rawValue) and the peer \(tracker.peerRole?.rawValue ?? "unknown")"))
             }
         default:
-            return .failure(.invalidArgs("unknown operation '\(operation)': use takeover, force-takeover, automatic or switchover"))
+            return .failure(.invalidArgs("unknown operation '\(operation)': use takeover, force-takeover, automatic, switchover or service-fault"))
         }
         switch verdict {
         case .proceed: return .success((true, ""))
@@ -446,33 +381,32 @@ extension HeartbeatMonitor {
     /// `serviceLost`: the handover is made because this node's service network is cut, so the
     /// replication connections are ended first (a clean stop would otherwise wait for the cut
     /// standby to confirm the final WAL, up to wal_sender_timeout).
-    func beginHandover(call: MethodInvocation?, serviceLost: Bool = false) {
+    /// `fault`: the handover is made because this node gave a resource up; when it is the
+    /// database (it does not answer), it is killed rather than stopped cleanly.
+    func beginHandover(call: MethodInvocation?, serviceLost: Bool = false, fault: (resource: String, isDatabase: Bool)? = nil) {
         switchoverCall = call
         // Said in heartbeats until the handover completes: while our primary waited for the
         // peer on every commit, the peer has every acknowledged transaction even if the final
         // LSN never reaches it.
         handoverSynchronous = peerHasEveryCommit
         let peer = configuration.peerNode.name
-        let reason = serviceLost ? "service network lost: handing over to \(peer)" : "switchover to \(peer)"
+        let reason =
+            if let fault { "\(fault.resource) failed here: handing over to \(peer)" }
+            else if serviceLost { "service network lost: handing over to \(peer)" }
+            else { "switchover to \(peer)" }
         execute(roles.beginRelease(reason: reason)) { [unowned self] result in
             if case .failure(let error) = result { return finishSwitchover(.failure(error)) }
             guard configuration.database != nil else {
                 handoverLSN = 0
                 return
             }
+            if fault?.isDatabase == true { return killDatabaseForHandover() }
             guard serviceLost else { return stopDatabaseForHandover() }
-            do {
-                _ = try bus.call(
-                    destination: effectorName, path: effectorPath, interface: effectorInterface,
-                    member: MemberName(Effector1.Method.detachStandbys), [], timeout: .seconds(30)
-                ) { [unowned self] result in
-                    if case .failure(let error) = result {
-                        // Not fatal: the stop then waits for the standby, up to wal_sender_timeout.
-                        logger.warning("cannot end the replication connections", metadata: ["error": "\(error.message)"])
-                    }
-                    stopDatabaseForHandover()
+            callEffector(Effector1.Method.detachStandbys, timeout: .seconds(30)) { [unowned self] result in
+                if case .failure(let error) = result {
+                    // Not fatal: the stop then waits for the standby, up to wal_sender_timeout.
+                    logger.warning("cannot end the replication connections", metadata: ["error": "\(error.message)"])
                 }
-            } catch {
                 stopDatabaseForHandover()
             }
         }
@@ -481,23 +415,38 @@ extension HeartbeatMonitor {
     /// StopDatabase, then the final LSN goes into our heartbeats.
     func stopDatabaseForHandover() {
         let peer = configuration.peerNode.name
-        do {
-            _ = try bus.call(
-                destination: effectorName, path: effectorPath, interface: effectorInterface,
-                member: MemberName(Effector1.Method.stopDatabase), [], timeout: .seconds(300)
-            ) { [unowned self] result in
-                switch result {
-                case .success(let values):
-                    handoverLSN = values.first?.uint64 ?? 0
-                    logger.notice(
-                        "handing over at the final LSN",
-                        metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)", "message.id": "\(MessageID.switchover)"])
-                case .failure(let error):
-                    finishSwitchover(.failure(error))
-                }
+        callEffector(Effector1.Method.stopDatabase, timeout: .seconds(300)) { [unowned self] result in
+            switch result {
+            case .success(let values):
+                handoverLSN = values.first?.uint64 ?? 0
+                logger.notice(
+                    "handing over at the final LSN",
+                    metadata: ["pg.final_lsn": "\(handoverLSN ?? 0)", "peer.name": "\(peer)", "message.id": "\(MessageID.switchover)"])
+            case .failure(let error):
+                finishSwitchover(.failure(error))
             }
-        } catch {
-            finishSwitchover(.failure(error))
+        }
+    }
+
+    /// KillDatabase (the database does not answer: it cannot stop cleanly), then the last known
+    /// LSN goes into our heartbeats. The standby takes over once it replayed that far, or
+    /// after the grace time, since our primary waited for it on every commit (the policy asks
+    /// for that before a handover for the database). A hung server that cannot be killed
+    /// acknowledges nothing either once the standby is promoted (every commit waits for it).
+    func killDatabaseForHandover() {
+        let peer = configuration.peerNode.name
+        let lsn = effector.lastPrimary?.lsn ?? effector.lsn ?? 0
+        func handOver() {
+            handoverLSN = lsn
+            logger.notice(
+                "handing over at the last known LSN",
+                metadata: ["pg.final_lsn": "\(lsn)", "peer.name": "\(peer)", "message.id": "\(MessageID.switchover)"])
+        }
+        callEffector(Effector1.Method.killDatabase, timeout: .seconds(150)) { [unowned self] result in
+            if case .failure(let error) = result {
+                logger.error("cannot kill the database; handing over anyway", metadata: ["error": "\(error.message)"])
+            }
+            handOver()
         }
     }
 
@@ -609,6 +558,7 @@ extension HeartbeatMonitor {
         }
         call.reply()
         evaluateAutomatic()
+        applyHealth([])  // maintenance off: a resource given up meanwhile is acted on now
     }
 }
 

@@ -87,6 +87,23 @@ public final class HeartbeatMonitor {
     /// The operator's Switchover call, answered when the handover completes.
     var switchoverCall: MethodInvocation?
     var nextRejoinAttempt: Duration = .zero
+    /// The health of what this node serves (see HeartbeatMonitor+Health.swift).
+    var health: ServiceHealth
+    var checkRunners: [CheckRunner] = []
+    var healthTimer: TimerSource?
+    var effectorSignals: Subscription?
+    /// What the Resources, ServiceReady and PeerServiceReady properties last said, to signal changes only.
+    var lastResources: [ResourceEntry] = []
+    var lastServiceReady: (ready: Bool, reason: String) = (false, "")
+    var lastPeerServiceReady = false
+    /// CLOCK_REALTIME µs of each resource's last counted failure (for Resources).
+    var lastFailureUSec: [String: UInt64] = [:]
+    /// The last refusal of a service-fault handover that was logged.
+    var lastServiceFaultRefusal: SwitchRefusal?
+    /// An operator's cleanup, told to the peer in heartbeats until `until`.
+    var cleanupAnnouncement: (cleanup: ResourceCleanup, until: Duration)?
+    /// The peer's last cleanup request applied here.
+    var lastPeerCleanupID: UInt64?
     let polkit: PolkitAuthority
     var packetsReceived: UInt64 = 0
     var packetsRejected: UInt64 = 0
@@ -130,6 +147,7 @@ public final class HeartbeatMonitor {
                 mode: $0.synchronous, standbyName: configuration.peerNode.name, absenceLimit: configuration.cluster.dead,
                 maxLagBytes: $0.maxLagBytes)
         }
+        health = ServiceHealth(resources: ResourceSpec.all(in: configuration), policy: .init(configuration.health))
         tracker = PeerTracker(
             cluster: configuration.cluster.name, peer: configuration.peerNode.name,
             linkCount: configuration.linkCount,
@@ -162,7 +180,9 @@ public final class HeartbeatMonitor {
             nextSend = loop.now
             sendTimer = try loop.addTimer(at: nextSend, accuracy: .microseconds(500)) { [unowned self] in self.sendHeartbeats() }
             armDeadline()
+            effectorSignals = try followEffectorSignals()
             effectorPoll = try loop.addTimer(at: loop.now) { [unowned self] in self.pollEffector() }
+            armHealthTimer()
             let probeInterval = configuration.cluster.tieBreakerInterval
             tieBreaker = try TieBreakerProbe(
                 targets: configuration.cluster.tieBreakers, loop: loop, interval: probeInterval, window: probeInterval * 3, logger: logger
@@ -181,8 +201,8 @@ public final class HeartbeatMonitor {
                 "cluster.name": "\(configuration.cluster.name)", "node.name": "\(configuration.localNode.name)",
                 "peer.name": "\(configuration.peerNode.name)", "node.role": "\(role.rawValue)",
                 "hb.generation": "\(generation)", "hb.links": "\(configuration.linkCount)",
-                "hb.interval_ms": "\(configuration.cluster.interval.milliseconds)",
-                "hb.dead_ms": "\(configuration.cluster.dead.milliseconds)",
+                "hb.interval_ms": "\(configuration.cluster.interval.wholeMilliseconds)",
+                "hb.dead_ms": "\(configuration.cluster.dead.wholeMilliseconds)",
             ])
     }
 
@@ -201,7 +221,9 @@ public final class HeartbeatMonitor {
                 generation: generation, sequence: sequence, epoch: roles.epoch, lsn: handoverLSN ?? effector.lsn ?? 0,
                 sentAt: now, cluster: configuration.cluster.name, node: configuration.localNode.name,
                 handover: handoverLSN != nil, switchoverRequested: (requestSwitchoverUntil ?? .zero) > loop.now,
-                synchronous: handoverSynchronous ?? peerHasEveryCommit, reachesTieBreaker: reachesTieBreaker)
+                synchronous: handoverSynchronous ?? peerHasEveryCommit, reachesTieBreaker: reachesTieBreaker,
+                serviceReady: serviceReadiness.ready, gaveUp: health.givenUp(at: MonotonicInstant(loop.now)),
+                cleanup: cleanupAnnouncement.flatMap { $0.until > loop.now ? $0.cleanup : nil })
             let packet = HeartbeatCodec.encode(heartbeat, key: key)
             guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
                 ?? sockets.first(where: { $0.carries(peerAddress) })
@@ -364,6 +386,13 @@ public final class HeartbeatMonitor {
                     changed(Heartbeat1.Property.peerTieBreakerReachable)
                 }
                 evaluateServiceLoss()
+                if let cleanup = tracker.peerCleanup, cleanup.id != lastPeerCleanupID {
+                    lastPeerCleanupID = cleanup.id
+                    peerAskedForCleanup(cleanup)
+                }
+                // The peer's readiness and what it gave up may have changed.
+                publishResources()
+                evaluateServiceFault()
             }
         }
         persistPeerGeneration()
@@ -404,6 +433,7 @@ public final class HeartbeatMonitor {
         logger.notice("kusu-hbd stopping", metadata: ["node.name": "\(configuration.localNode.name)"])
         ServiceManager.notify("STOPPING=1")
         tieBreaker?.stop()
+        stopChecks()
         loop.exit(code: 0)
     }
 }
@@ -428,7 +458,3 @@ struct RejectionLog {
     }
 }
 
-extension Duration {
-    /// Whole milliseconds, for log fields.
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

@@ -81,7 +81,8 @@ struct EffectorDaemon: ParsableCommand {
                 units: effects.units, logger: logger, wallClock: wallClockMicroseconds)
             let service = EffectorBus(effector: effector, bus: bus, logger: logger)
             try service.start()
-            effects.watchUnits { effector.refreshUnits() }
+            effects.watchUnits { unit in effector.refreshUnits([unit]) }
+            effector.startDatabaseHealth()
 
             // Observed state: read now, then periodically.
             let period = Duration.milliseconds(refreshMs)

@@ -33,7 +33,7 @@ struct KusuHA: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Status.self, Watch.self, Switchover.self, Takeover.self, Release.self,
-            Maintenance.self, AutoFailover.self, Address.self, Database.self, Units.self, Sync.self,
+            Maintenance.self, AutoFailover.self, Address.self, Database.self, Units.self, Resource.self, Sync.self,
         ])
 
     // Accepted before the subcommand too ("kusu-ha --no-ask-password units start").
@@ -48,7 +48,10 @@ extension KusuHA {
                 Reads every property of org.kusu.Heartbeat1 and org.kusu.Effector1 and prints \
                 this node's role and epoch, the peer's state and each heartbeat link (up or down, \
                 last heard), switching settings, the floating addresses held here, the database \
-                role, timeline and replication lag, each configured unit and its state, and the \
+                role, timeline and replication lag, each configured unit and its state, the health \
+                of every resource (the database, the units, the [[checks]]: healthy, unhealthy, \
+                failed here, with its failures), whether a handover for a failed resource would go \
+                ahead (active node) or this node's copy of the service is ready (standby), and the \
                 effector's last operation. A service that is not running is named as such and the \
                 rest is still shown; kusu-effectord is started on demand by D-Bus activation.
 
@@ -56,7 +59,9 @@ extension KusuHA {
                 heartbeat {running, error, role, epoch, auto_failover, maintenance, \
                 tie_breaker_reachable, packets_received, packets_rejected, peer {name, state, \
                 role, epoch, last_seen_usec}, links [{name, address, up, last_seen_usec}], \
-                synchronous, failover_readiness {ready, reason} or null}, effector {running, error, \
+                synchronous, failover_readiness {ready, reason} or null, resources [{name, kind, \
+                state, failures, last_failure_usec, failed_on_peer, detail}], service_ready, \
+                peer_service_ready, service_fault_readiness}, effector {running, error, \
                 addresses, database {role, timeline, lag_bytes, lsn, replication_state, sync_state, \
                 synchronous_standby_names, lag_ms, slot}, progress, units [{name, state}], busy, \
                 last_operation {name, reason, finished_usec, success, error} or null}. Times are \

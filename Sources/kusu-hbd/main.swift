@@ -35,6 +35,16 @@ struct HeartbeatDaemon: ParsableCommand {
             anything, and if the standby is lost before it takes over, the node takes the \
             role back. "kusu-ha status" shows why a decision would be refused now.
 
+            It watches what the active node serves: the units of [units] start as systemd \
+            reports them, the database's health query (both through kusu-effectord) and the \
+            [[checks]] it probes itself. A unit that stops is started again; a resource whose \
+            failures reach its threshold ([health] migration_threshold for a unit, one failure \
+            for the database or a check) is given up, and the active node hands over to a \
+            standby that is ready, has not given it up too, and has every acknowledged \
+            transaction (a hung database is killed first). What a node gave up goes into its \
+            heartbeats, so the service does not come back to it; "kusu-ha resource cleanup" \
+            forgets the failures.
+
             It runs unprivileged as the system user kusu-ha. Under systemd it uses the UDP \
             socket passed by kusu-hbd.socket (so port 694 needs no capability); started by \
             hand it binds cluster.port itself. It honours DBUS_SYSTEM_BUS_ADDRESS. It logs to \

@@ -205,7 +205,7 @@ func parseError(_ text: String, hostName: String = "installer") -> ConfigError? 
         let error = try #require(parseError("debug = true\n" + minimalConfig))
         #expect(error.line == 1)
         #expect(error.message
-            == "unknown key 'debug' outside any section; keys belong in a section ([cluster], [nodes], [addresses], [database], [units], [fencing], [sync])")
+            == "unknown key 'debug' outside any section; keys belong in a section ([cluster], [nodes], [addresses], [database], [units], [fencing], [sync], [health], [checks])")
     }
 
     @Test func nodeCountErrors() throws {

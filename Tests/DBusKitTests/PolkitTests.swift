@@ -4,7 +4,7 @@ import Testing
 
 private let kusuActions = [
     "org.kusu.heartbeat1.switchover", "org.kusu.heartbeat1.takeover",
-    "org.kusu.heartbeat1.set-auto-failover", "org.kusu.heartbeat1.set-maintenance",
+    "org.kusu.heartbeat1.set-auto-failover", "org.kusu.heartbeat1.set-maintenance", "org.kusu.heartbeat1.cleanup-resource",
     "org.kusu.effector1.takeover", "org.kusu.effector1.manage-address",
     "org.kusu.effector1.manage-database", "org.kusu.effector1.manage-units",
 ]

@@ -3,6 +3,7 @@
 import ClusterCore
 import DBusKit
 import EffectorService
+import Glibc
 import Synchronization
 
 /// A shared journal of what the fakes were asked to do, in order.
@@ -77,6 +78,21 @@ final class FakeDatabase: DatabaseEffects {
         return 1
     }
 
+    /// What the health query does: answer (nil), fail at once (the message), or hang until
+    /// `health` changes (at most 10 s).
+    enum HealthBehaviour: Sendable, Equatable { case answer, fail(String), hang }
+    let health = Mutex(HealthBehaviour.answer)
+    func healthQuery(timeout: Duration) -> String? {
+        for _ in 0..<10_000 {
+            switch health.withLock({ $0 }) {
+            case .answer: return nil
+            case .fail(let message): return message
+            case .hang: usleep(1000)
+            }
+        }
+        return "still hung after 10 s"
+    }
+
     func waitForReplay(to lsn: UInt64, timeout: Duration) throws(EffectorError) -> (reached: Bool, replayed: UInt64) {
         let current = role.withLock { $0 }
         guard current == "standby" else { throw EffectorError(.databaseNotStandby, "the database is \(current), not a standby") }
@@ -114,7 +130,12 @@ final class FakeUnits: UnitEffects {
         }
         completion(.success(()))
     }
-    func activeStates(_ units: [String], completion: @escaping ([String: String]) -> Void) {
-        completion(Dictionary(uniqueKeysWithValues: units.map { ($0, active.contains($0) ? "active" : "inactive") }))
+    func stopKilling(_ unit: String, completion: @escaping (Result<Void, EffectorError>) -> Void) {
+        journal.record("kill \(unit)")
+        active.remove(unit)
+        completion(.success(()))
+    }
+    func observations(_ units: [String], completion: @escaping ([String: UnitObservation]) -> Void) {
+        completion(Dictionary(uniqueKeysWithValues: units.map { ($0, UnitObservation(activeState: active.contains($0) ? "active" : "inactive")) }))
     }
 }

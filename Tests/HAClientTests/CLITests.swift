@@ -91,6 +91,8 @@ struct CLI {
               database                Promote the local database, make it a standby of the
                                       peer, or build one from scratch.
               units                   Start or stop the configured KUSU units.
+              resource                Clean up the failures of the resources this node
+                                      serves.
               sync                    Keep the KUSU file trees ([[sync]]) on the standby.
 
               See 'kusu-ha help <subcommand>' for detailed help.
@@ -126,7 +128,7 @@ struct CLI {
     @Test(arguments: [
         ["maintenance", "maybe"], ["auto-failover"], ["address", "add"], ["address", "add", "a", "b"],
         ["database", "rejoin"], ["units", "restart"], ["takeover", "--forse"], ["frobnicate"],
-        ["status", "--json", "extra"],
+        ["status", "--json", "extra"], ["resource", "cleanup", "a", "b"],
     ] as [[String]])
     func usageErrors(arguments: [String]) throws {
         let r = try kusu(arguments)
@@ -143,6 +145,7 @@ struct CLI {
         ["database", "rejoin", "failover"], ["units", "start"], ["units", "stop", "--no-ask-password"],
         ["watch"], ["status", "--config", "/nonexistent.toml"], ["--no-ask-password", "units", "start"],
         ["--config", "/nonexistent.toml", "address", "add", "198.18.0.100"],
+        ["resource", "cleanup"], ["resource", "cleanup", "nginx.service"],
     ] as [[String]])
     func parsedCommandsNeedTheBus(arguments: [String]) throws {
         let r = try kusu(arguments)

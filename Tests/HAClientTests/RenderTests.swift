@@ -125,6 +125,82 @@ import Testing
     }
 }
 
+@Suite struct ResourceRendering {
+    func status(role: String, readiness: (Bool, String)?) -> ClusterStatus {
+        var s = activeStatus()
+        guard var h = s.heartbeat.value else { return s }
+        h.role = role
+        h.serviceFaultReadiness = role == "active" ? readiness : nil
+        h.serviceReady = role == "standby" ? readiness : nil
+        h.peerServiceReady = true
+        h.resources = [
+            ResourceStatus(name: "database", kind: "database", state: "healthy"),
+            ResourceStatus(
+                name: "nginx.service", kind: "unit", state: "failed", failures: 3, lastFailureUSec: now - 2_000_000,
+                detail: "nginx.service failed 3 times in 10 min (the last: nginx.service: it failed (exit-code))"),
+            ResourceStatus(
+                name: "kusu-dnsmasq.service", kind: "unit", state: "healthy", failures: 1,
+                detail: "kusu-dnsmasq.service failed once in 10 min (the last: kusu-dnsmasq.service: systemd restarted it after a failure (signal))"),
+            ResourceStatus(name: "repository", kind: "check", state: "unhealthy", failedOnPeer: true, detail: "repository: HTTP 503 from http://198.18.0.100/ (expected 200)"),
+        ]
+        s.heartbeat = .running(h)
+        return s
+    }
+
+    func resourceLines(_ s: ClusterStatus) -> [String] {
+        s.renderText().split(separator: "\n").map(String.init).filter { $0.hasPrefix("  ") && !$0.hasPrefix("  link") || $0.hasPrefix("resources") || $0.contains("a resource fails") || $0.contains("copy of the service") }
+    }
+
+    @Test func activeNodeHandingOver() {
+        #expect(resourceLines(status(role: "active", readiness: (true, ""))) == [
+            "resources:",
+            "  database: healthy",
+            "  nginx.service: FAILED here: nginx.service failed 3 times in 10 min (the last: nginx.service: it failed (exit-code)); handing over",
+            "  kusu-dnsmasq.service: healthy (kusu-dnsmasq.service failed once in 10 min (the last: kusu-dnsmasq.service: systemd restarted it after a failure (signal)))",
+            "  repository (check): UNHEALTHY: repository: HTTP 503 from http://198.18.0.100/ (expected 200); failed on the peer too",
+            "handover if a resource fails here: ready",
+        ])
+    }
+
+    @Test func activeNodeThatDoesNotHandOverSaysWhy() {
+        let lines = resourceLines(status(role: "active", readiness: (false, "nginx.service failed on the peer too")))
+        #expect(lines.contains("  nginx.service: FAILED here: nginx.service failed 3 times in 10 min (the last: nginx.service: it failed (exit-code)); not handing over: nginx.service failed on the peer too"))
+        #expect(lines.last == "handover if a resource fails here: no: nginx.service failed on the peer too")
+    }
+
+    @Test func standbySaysWhetherItsCopyIsReady() {
+        let lines = resourceLines(status(role: "standby", readiness: (false, "the database does not stream from the peer")))
+        #expect(lines.contains { $0.hasPrefix("  nginx.service: FAILED here: ") && $0.hasSuffix("; the service will not come back here until the failures expire or `kusu-ha resource cleanup nginx.service`") })
+        #expect(lines.last == "this node's copy of the service: NOT ready: the database does not stream from the peer")
+    }
+
+    @Test func jsonOfAResource() throws {
+        let j = status(role: "active", readiness: (true, "")).json()
+        let hb = try #require(j["heartbeat"])
+        guard case .array(let resources)? = hb["resources"] else { Issue.record("resources is not an array"); return }
+        #expect(resources.count == 4)
+        #expect(resources[1].keys == ["name", "kind", "state", "failures", "last_failure_usec", "failed_on_peer", "detail"])
+        #expect(hb["service_fault_readiness"]?.keys == ["ready", "reason"])
+        #expect(hb["peer_service_ready"] == .bool(true))
+    }
+
+    @Test func resourcesFromProperties() {
+        let h = HeartbeatStatus(properties: [
+            "Resources": .array(element: "(sssutbs)", [
+                .structure([.string("nginx.service"), .string("unit"), .string("failed"), .uint32(3), .uint64(5), .boolean(true), .string("why")]),
+                .structure([.string("bad")]),  // malformed entries are skipped
+            ]),
+            "ServiceReady": .structure([.boolean(false), .string("not streaming")]),
+            "PeerServiceReady": .boolean(true),
+            "ServiceFaultReadiness": .structure([.boolean(true), .string("")]),
+        ])
+        #expect(h.resources == [ResourceStatus(name: "nginx.service", kind: "unit", state: "failed", failures: 3, lastFailureUSec: 5, failedOnPeer: true, detail: "why")])
+        #expect(h.serviceReady?.ready == false && h.serviceReady?.reason == "not streaming")
+        #expect(h.peerServiceReady == true)
+        #expect(h.serviceFaultReadiness?.ready == true)
+    }
+}
+
 @Suite struct JSONRendering {
     @Test func activeNodeGolden() {
         #expect(activeStatus().json().rendered() == """
@@ -170,7 +246,11 @@ import Testing
                   "ready": true,
                   "reason": ""
                 },
-                "file_sync": []
+                "file_sync": [],
+                "resources": [],
+                "service_ready": null,
+                "peer_service_ready": null,
+                "service_fault_readiness": null
               },
               "effector": {
                 "running": true,
@@ -220,7 +300,7 @@ import Testing
         let hb = try #require(j["heartbeat"])
         #expect(hb.keys == ["running", "error", "role", "epoch", "auto_failover", "maintenance", "tie_breaker_reachable",
                             "peer_tie_breaker_reachable", "packets_received", "packets_rejected", "peer", "links", "synchronous", "failover_readiness", "service_loss_readiness",
-                            "file_sync"])
+                            "file_sync", "resources", "service_ready", "peer_service_ready", "service_fault_readiness"])
         #expect(hb["peer"]?.keys == ["name", "state", "role", "epoch", "last_seen_usec"])
         guard case .array(let links)? = hb["links"] else { Issue.record("links is not an array"); return }
         #expect(links.first?.keys == ["name", "address", "up", "last_seen_usec"])

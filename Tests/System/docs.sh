@@ -20,6 +20,10 @@ for shell in bash zsh fish; do
     t_match "the $shell completion knows the verbs" "$(cat "$out/completions/kusu-ha.$shell" 2>/dev/null)" 'auto-failover'
 done
 t_match "kusu-ha(1) documents database clone" "$(cat "$out/man1/kusu-ha.1" 2>/dev/null)" 'pg_basebackup'
+t_match "kusu-ha(1) documents resource cleanup" "$(cat "$out/man1/kusu-ha.1" 2>/dev/null)" 'CleanupResource'
+t_match "kusu-hbd(8) documents service health" "$(cat "$out/man8/kusu-hbd.8" 2>/dev/null)" 'migration_threshold'
+t_match "kusu-ha.toml(5) documents [health]" "$(cat "$repo/man/kusu-ha.toml.5")" 'database_timeout_ms'
+t_match "kusu-ha.toml(5) documents [[checks]]" "$(cat "$repo/man/kusu-ha.toml.5")" 'expect_status'
 
 # The journal catalog: every MESSAGE_ID the programs log is explained, and nothing else.
 ids_code=$(grep -o '"[0-9a-f]\{32\}"' "$repo/Sources/ClusterAPI/MessageIDs.swift" | tr -d '"' | sort)

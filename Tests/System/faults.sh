@@ -25,6 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/effector-node.sh"
 . "$here/../../scripts/lib/pair.sh"
 . "$here/harness.sh"
+. "$here/../../scripts/lib/faultlib.sh"
 
 RUNS=${FAULT_RUNS:-2}     # FAULT_ONLY=REGEX runs only the scenarios whose name matches;
                           # FAULT_LOG_DIR=DIR keeps each run's journals of both nodes there
@@ -32,105 +33,6 @@ INTERVAL_MS=200
 pair_init
 W="$TB_DIR/faults"; mkdir -p "$W"
 if pair_boot "$W" "$TB_BIN"; then t_pass "pair booted (${PAIR_BOOT_MS} ms)"; else t_fail "pair booted"; t_summary; exit 1; fi
-
-other() { [ "$1" = a ] && echo b || echo a; }
-now_ns() { date +%s%N; }
-# The active node: the one whose monitor says active and holds the address.
-active_node() { local h; h=$(pair_vip_holder); case $h in a|b) echo "$h" ;; *) echo none ;; esac; }
-in_sync() { pair_prop_is "$(other "$1")" Synchronous sync; }
-settled() {   # settled ACTIVE — ACTIVE active with the address, the other standby and in sync
-    local s; s=$(other "$1")
-    pair_prop_is "$1" Role active && pair_prop_is "$s" Role standby && pair_vip_holder_is "$1" &&
-        pair_prop_is "$s" Synchronous sync && pair__units_active "$1"
-}
-
-# --- the sampler: who holds the address, every 50 ms ---------------------------------------------
-SAMPLES="$TB_DIR/holders"
-sampler_start() {
-    : >"$SAMPLES"
-    rm -f "$TB_DIR/sampler.stop"
-    (
-        for _ in $(seq 1 6000); do   # ≤ 5 min
-            [ -e "$TB_DIR/sampler.stop" ] && break
-            echo "$(now_ns) $(pair_vip_holder)"
-            sleep 0.05
-        done
-    ) >>"$SAMPLES" 2>/dev/null &
-    SAMPLER=$!
-    tb_track "$SAMPLER"
-}
-sampler_stop() { touch "$TB_DIR/sampler.stop"; wait "$SAMPLER" 2>/dev/null; }
-# The longest stretch (ms) of consecutive samples with both nodes holding the address.
-longest_both() {
-    awk '$2 == "both" { if (!start) start = $1; last = $1; next }
-         { if (start) { d = (last - start) / 1e6 + 50; if (d > max) max = d; start = 0 } }
-         END { if (start) { d = (last - start) / 1e6 + 50; if (d > max) max = d } print int(max) }' "$SAMPLES"
-}
-
-# --- outage: the longest time without an acknowledged write, from the writer log -------------------
-# outage_ms T0 — the largest gap between consecutive acknowledged writes (their completion
-# times) that ends after T0 (ns), including the gap from the last acknowledgement before T0.
-outage_ms() {
-    awk -v t0="$1" '$3 == "ok" { print $2 }' "$TB_DIR/writer.log" | sort -n |
-        awk -v t0="$1" 'NR > 1 && $1 > t0 { d = ($1 - prev) / 1e6; if (d > max) max = d } { prev = $1 } END { print int(max) }'
-}
-
-# --- the invariants after each run -------------------------------------------------------------------
-declare -A R_RUNS=() R_FAIL=() R_OUT=() R_LOST=()
-SCENARIOS=()
-record() {   # record SCENARIO OK OUTAGE_MS LOST
-    local s=$1
-    [ -n "${R_RUNS[$s]:-}" ] || SCENARIOS+=("$s")
-    R_RUNS[$s]=$(( ${R_RUNS[$s]:-0} + 1 ))
-    [ "$2" = 1 ] || R_FAIL[$s]=$(( ${R_FAIL[$s]:-0} + 1 ))
-    R_OUT[$s]="${R_OUT[$s]:-} $3"
-    R_LOST[$s]=$(( ${R_LOST[$s]:-0} + $4 ))
-}
-
-# run_scenario NAME FUNCTION — one run: writers and sampler on, the fault, recovery, checks.
-run_scenario() {
-    local name=$1 fn=$2 act before ok=1 t0 lost both out services
-    [[ "$name" =~ ${FAULT_ONLY:-.} ]] || return 0   # FAULT_ONLY=REGEX: only the scenarios it matches
-    act=$(active_node); before=$act
-    if [ "$act" = none ] || ! tb_poll 30 settled "$act"; then
-        t_fail "$name: the pair is settled before the run" "holder $(pair_vip_holder), a $(pair_prop a Role)/$(pair_prop a Synchronous), b $(pair_prop b Role)/$(pair_prop b Synchronous)"
-        record "$name" 0 0 0
-        return
-    fi
-    : >"$TB_DIR/acked"
-    pair_writer_start 120 100000 2
-    tb_poll 10 writer_acked 10 || true
-    sampler_start
-    t0=$(now_ns)
-    "$fn" "$act"      # the fault and the recovery, leaving the pair settled (either node active)
-    local rc=$?
-    pair_writer_stop
-    sampler_stop
-    act=$(active_node)
-    [ "$rc" = 0 ] || { ok=0; t_fail "$name: the scenario's own checks"; }
-    both=$(longest_both)
-    if [ "$both" -le "$INTERVAL_MS" ]; then t_pass "$name: never two holders longer than ${INTERVAL_MS} ms (longest $both ms)"; else ok=0; t_fail "$name: two holders for $both ms"; fi
-    if [ "$act" = none ]; then
-        ok=0; lost=$(wc -l <"$TB_DIR/acked"); t_fail "$name: nobody holds the address afterwards"
-    else
-        lost=$(pair_acked_lost "$act")
-        if [ "$lost" = 0 ]; then t_pass "$name: no acknowledged row lost ($(sort -u "$TB_DIR/acked" | wc -l) rows, active: $act)"; else ok=0; t_fail "$name: $lost acknowledged rows missing on $act"; fi
-    fi
-    services="$(pair_client_http_ok && echo http) $(tb_poll 5 pair_client_tftp_ok && echo tftp) $(tb_poll 5 pair_client_dhcp_ok && echo dhcp) $(PAIR_WRITE_TIMEOUT=3 pair_client_write after-run >/dev/null && echo sql)"
-    if [ "$services" = "http tftp dhcp sql" ]; then t_pass "$name: HTTP, TFTP, DHCP and SQL answer through the address afterwards"; else ok=0; t_fail "$name: services afterwards" "answering: $services"; fi
-    out=$(outage_ms "$t0")
-    echo "# $name: outage $out ms, active before/after: $before/$act"
-    if [ -n "${FAULT_LOG_DIR:-}" ]; then   # keep the run's journals, for a closer look
-        mkdir -p "$FAULT_LOG_DIR"
-        local n since=$(( (t0 / 1000000000) - 5 ))
-        for n in a b; do
-            pair_exec "$n" journalctl -q -o short-precise --since "@$since" -u kusu-hbd -u kusu-effectord -u kusu-pg \
-                >"$FAULT_LOG_DIR/${name//[^a-z0-9]/_}-$n-$(date +%s).log" 2>&1
-        done
-    fi
-    record "$name" "$ok" "$out" "${lost:-0}"
-}
-writer_acked() { [ "$(grep -c ' ok ' "$TB_DIR/writer.log" 2>/dev/null)" -ge "$1" ]; }
 
 # --- the scenarios (each gets the active node; returns non-zero if its own checks fail) ---------------
 hard_kill_active() {
@@ -251,12 +153,5 @@ for run in $(seq 1 "$RUNS"); do
     run_scenario "hard kill of the active node + return" hard_kill_active
 done
 
-# --- the table ---------------------------------------------------------------------------------------
-echo
-printf '# %-40s %4s  %-8s %22s  %s\n' "scenario" "runs" "outcome" "outage ms min/med/max" "rows lost"
-for s in "${SCENARIOS[@]}"; do
-    read -r mn md mx < <(tr ' ' '\n' <<<"${R_OUT[$s]}" | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[1], v[int((NR + 1) / 2)], v[NR] }')
-    fails=${R_FAIL[$s]:-0}
-    printf '# %-40s %4s  %-8s %22s  %s\n' "$s" "${R_RUNS[$s]}" "$([ "$fails" = 0 ] && echo ok || echo "$fails FAIL")" "$mn/$md/$mx" "${R_LOST[$s]}"
-done
+fault_table
 t_summary

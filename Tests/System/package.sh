@@ -91,16 +91,17 @@ t_eq "the example configuration is the only conffile" \
     "$(dpkg-deb --ctrl-tarfile "$PKG_DEB" | tar -xOf - ./conffiles)" /etc/kusu-ha/kusu-ha.toml
 
 # --- the documented keys ---------------------------------------------------------------
-# Every section and key the parser knows (Sources/ClusterCore/Config+Parsing.swift)
+# Every section and key the parser knows (Sources/ClusterCore/Config+Parsing.swift, Config+Health.swift)
 # is in the example configuration and in kusu-ha.toml(5).
 undocumented=$(python3 - "$repo" <<'PY'
 import re, sys
 repo = sys.argv[1]
-src = open(f"{repo}/Sources/ClusterCore/Config+Parsing.swift").read()
+src = open(f"{repo}/Sources/ClusterCore/Config+Parsing.swift").read() + open(f"{repo}/Sources/ClusterCore/Config+Health.swift").read()
 example = open(f"{repo}/packaging/debian/kusu-ha.toml").read()
 manual = open(f"{repo}/man/kusu-ha.toml.5").read()
 missing = []
 for name, body in re.findall(r"static let (\w+) = \[(.*?)\]", src, re.S):
+    if name == "checkKinds": continue   # values of [[checks]] kind, not keys
     for word in re.findall(r'"([a-z_]+)"', body):
         if name == "sections":
             if not re.search(rf"^#? ?\[\[?{word}\]?\]", example, re.M): missing.append(f"example:[{word}]")

@@ -181,6 +181,11 @@ break_effector_b() {
 }
 mend_effector_b() {
     pair_exec b sh -c 'rm -r /run/systemd/system/kusu-effectord.service.d && systemctl daemon-reload && systemctl reset-failed kusu-effectord.service'
+    # A D-Bus activation that systemd refused (the unit hit its start limit) stays pending in
+    # dbus-daemon until its service_start_timeout (25 s): only then is the effector activated
+    # again. Wait for it, so the scenarios below start from a working standby.
+    effector_back() { pair_exec b busctl get-property org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 Busy >/dev/null 2>&1; }
+    tb_poll 40 effector_back || t_fail "b's effector is back after the mend"
 }
 taken_back "b's monitor frozen" freeze_b thaw_b
 taken_back "b's effector broken" break_effector_b mend_effector_b

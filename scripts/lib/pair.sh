@@ -93,9 +93,10 @@ pair_vip_holder() {
 }
 pair_vip_holder_is() { [ "$(pair_vip_holder)" = "$1" ]; }
 
-# pair_client_http — GET http://198.18.0.100/index.txt from the client namespace; prints the body.
+# pair_client_http — GET http://198.18.0.100/index.txt from the client namespace; prints the body
+# (PAIR_HTTP_TIMEOUT seconds, default 1).
 pair_client_http() {
-    ip netns exec "$(tb_ns c)" python3 -c "import urllib.request; print(urllib.request.urlopen('http://$PAIR_VIP/index.txt', timeout=1).read().decode().strip())" 2>/dev/null
+    ip netns exec "$(tb_ns c)" python3 -c "import urllib.request; print(urllib.request.urlopen('http://$PAIR_VIP/index.txt', timeout=${PAIR_HTTP_TIMEOUT:-1}).read().decode().strip())" 2>/dev/null
 }
 pair_client_http_ok() { [ "$(pair_client_http)" = "kusu repository index" ]; }
 
@@ -307,6 +308,10 @@ Description=KUSU DHCP and TFTP (dnsmasq) on the floating address
 [Service]
 RuntimeDirectory=kusu-dnsmasq
 ExecStart=/usr/sbin/dnsmasq --keep-in-foreground --conf-file=/etc/kusu-ha-test/dnsmasq.conf --pid-file=
+# systemd restarts a crashed dnsmasq itself; kusu-hbd counts each restart (NRestarts) and
+# hands over once it restarted [health] migration_threshold times within failure_timeout_s.
+Restart=on-failure
+RestartSec=200ms
 UNIT
     cat >"$dir/nginx-site" <<CONF
 # The KUSU repositories over HTTP, on the floating address only.
