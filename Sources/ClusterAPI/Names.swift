@@ -68,6 +68,7 @@ public enum Effector1 {
 
     public enum Method {
         public static let takeover = "Takeover"
+        public static let takeoverAfterHandover = "TakeoverAfterHandover"
         public static let release = "Release"
         public static let addAddress = "AddAddress"
         public static let removeAddress = "RemoveAddress"
@@ -76,6 +77,7 @@ public enum Effector1 {
         public static let promoteDatabase = "PromoteDatabase"
         public static let stopDatabase = "StopDatabase"
         public static let rejoinDatabase = "RejoinDatabase"
+        public static let followDatabase = "FollowDatabase"
         public static let cloneDatabase = "CloneDatabase"
         public static let setSynchronousStandby = "SetSynchronousStandby"
         public static let waitForReplay = "WaitForReplay"

@@ -32,6 +32,13 @@ public struct AnswerWatch: Sendable, Equatable {
         lastError = error
     }
 
+    /// What is probed was (re)started on purpose: it gets a fresh grace of one timeout, as at
+    /// the start (a database the takeover just started is not unhealthy for having been down).
+    public mutating func restarted(at now: MonotonicInstant) {
+        lastAnswer = max(lastAnswer, now)
+        lastError = nil
+    }
+
     public func answering(at now: MonotonicInstant) -> Bool { now - lastAnswer < timeout }
 
     /// When the verdict turns if nothing answers.

@@ -208,7 +208,14 @@ public enum FailoverPolicy {
     /// still a primary (stale: the peer's is the one serving) or down. Then the local database
     /// must rejoin as a standby of the peer (pg_rewind where the timelines diverged), so the pair
     /// is redundant again without hands. An automatic action: maintenance and auto-failover apply.
-    public static func rejoin(_ inputs: SwitchingInputs, localDatabaseRole: String?) -> SwitchVerdict {
+    ///
+    /// `followedWithoutStreamingFor`: the local database was made to follow the peer without a
+    /// copy (``follow(_:localDatabaseRole:stoppedCleanlyInHandover:)``) this long ago and does
+    /// not stream (it diverged after all): once that is `followPatience` or more, it rejoins.
+    public static func rejoin(
+        _ inputs: SwitchingInputs, localDatabaseRole: String?, followedWithoutStreamingFor: Duration? = nil,
+        followPatience: Duration = .seconds(10)
+    ) -> SwitchVerdict {
         guard inputs.hasDatabase else { return .refuse(.notElected("no database is configured")) }
         guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
         guard !inputs.maintenance else { return .refuse(.maintenance) }
@@ -216,8 +223,32 @@ public enum FailoverPolicy {
         guard inputs.peerState == .alive, inputs.peerRole == .active else {
             return .refuse(.notElected("the peer is not an active node that answers"))
         }
-        guard let role = localDatabaseRole, role == "primary" || role == "down" else {
+        let stuckFollower = localDatabaseRole == "standby" && (followedWithoutStreamingFor.map { $0 >= followPatience } ?? false)
+        guard let role = localDatabaseRole, role == "primary" || role == "down" || stuckFollower else {
             return .refuse(.notElected("the local database is \(localDatabaseRole ?? "unknown"): nothing to rejoin"))
+        }
+        guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
+        return .proceed
+    }
+
+    /// After this node handed the active role over and stopped its database cleanly at the
+    /// final LSN (a switchover, a failback, a handover for a failed unit or check), the peer's
+    /// new timeline begins where this database ends: it becomes a standby of the peer without
+    /// a copy and without talking to it (FollowDatabase), so it streams within a moment — and
+    /// its data stays intact, so it can take the role back if the peer fails right away. A
+    /// follower that diverged after all (the peer took over without the final LSN) does not
+    /// stream and is rejoined later (``rejoin(_:localDatabaseRole:followedWithoutStreamingFor:followPatience:)``).
+    public static func follow(_ inputs: SwitchingInputs, localDatabaseRole: String?, stoppedCleanlyInHandover: Bool) -> SwitchVerdict {
+        guard inputs.hasDatabase else { return .refuse(.notElected("no database is configured")) }
+        guard stoppedCleanlyInHandover else { return .refuse(.notElected("the local database did not stop cleanly in a handover")) }
+        guard inputs.role == .standby else { return .refuse(.notStandby(inputs.role)) }
+        guard !inputs.maintenance else { return .refuse(.maintenance) }
+        guard inputs.autoFailover else { return .refuse(.autoFailoverOff) }
+        guard inputs.peerState == .alive, inputs.peerRole == .active else {
+            return .refuse(.notElected("the peer is not an active node that answers"))
+        }
+        guard localDatabaseRole == "down" else {
+            return .refuse(.notElected("the local database is \(localDatabaseRole ?? "unknown"), not stopped"))
         }
         guard !inputs.effectorBusy else { return .refuse(.effectorBusy) }
         return .proceed

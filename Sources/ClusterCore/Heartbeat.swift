@@ -27,6 +27,10 @@ public struct Heartbeat: Equatable, Sendable {
     /// The sender reaches at least one of its tie-breakers (or has none configured): its
     /// service network works.
     public var reachesTieBreaker: Bool
+    /// With `handover`: the final LSN is the shutdown checkpoint of a clean stop (a switchover,
+    /// not a killed database): the receiver's new primary can wait for the sender from its first
+    /// commit, since the sender follows it without a copy within a moment.
+    public var handoverClean: Bool
     /// The sender's own copy of the service is ready: a standby whose database answers and
     /// streams and whose units systemd can start; an active node that has given nothing up.
     public var serviceReady: Bool
@@ -72,8 +76,10 @@ public struct Heartbeat: Equatable, Sendable {
         reachesTieBreaker: Bool = false,
         serviceReady: Bool = false,
         gaveUp: [String] = [],
-        cleanup: ResourceCleanup? = nil
+        cleanup: ResourceCleanup? = nil,
+        handoverClean: Bool = false
     ) {
+        self.handoverClean = handoverClean
         self.cleanup = cleanup
         self.serviceReady = serviceReady
         self.gaveUp = gaveUp

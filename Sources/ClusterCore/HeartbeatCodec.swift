@@ -13,7 +13,8 @@ internal import Crypto
 ///                 bit 3 switchover requested, bit 4 synchronous (the sender's primary
 ///                 waits for the receiver's standby on every commit), bit 5 reaches
 ///                 tie-breaker (the sender's service network works), bit 6 service ready
-///                 (the sender's own copy of the service could serve); other bits ignored
+///                 (the sender's own copy of the service could serve), bit 7 clean handover
+///                 (with bit 2: the final LSN is a clean stop's); other bits ignored
 ///     10    2  reserved: sent as 0, ignored
 ///     12    8  generation
 ///     20    8  sequence
@@ -54,6 +55,7 @@ public enum HeartbeatCodec {
     static let synchronousFlag: UInt16 = 1 << 4
     static let tieBreakerFlag: UInt16 = 1 << 5
     static let serviceReadyFlag: UInt16 = 1 << 6
+    static let handoverCleanFlag: UInt16 = 1 << 7
     /// The extension record of the given-up resources.
     static let gaveUpRecord: UInt8 = 1
     /// The extension record of a cleanup request.
@@ -89,6 +91,7 @@ public enum HeartbeatCodec {
         if heartbeat.synchronous { flags |= synchronousFlag }
         if heartbeat.reachesTieBreaker { flags |= tieBreakerFlag }
         if heartbeat.serviceReady { flags |= serviceReadyFlag }
+        if heartbeat.handoverClean { flags |= handoverCleanFlag }
         append(flags, to: &body)
         append(UInt16(0), to: &body)
         for value in [heartbeat.generation, heartbeat.sequence, heartbeat.epoch, heartbeat.lsn, heartbeat.sentAt] {
@@ -151,7 +154,8 @@ public enum HeartbeatCodec {
                 cluster: clusterName, node: nodeName,
                 handover: flags & handoverFlag != 0, switchoverRequested: flags & switchoverRequestFlag != 0,
                 synchronous: flags & synchronousFlag != 0, reachesTieBreaker: flags & tieBreakerFlag != 0,
-                serviceReady: flags & serviceReadyFlag != 0, gaveUp: records.gaveUp, cleanup: records.cleanup
+                serviceReady: flags & serviceReadyFlag != 0, gaveUp: records.gaveUp, cleanup: records.cleanup,
+                handoverClean: flags & handoverCleanFlag != 0
             )
         )
     }

@@ -85,6 +85,8 @@ public struct PeerTracker: Sendable, Equatable {
     public private(set) var peerMaintenance: Bool?
     /// The peer released the active role for a switchover; `peerLSN` is its final WAL position.
     public private(set) var peerHandover = false
+    /// The peer's handover is a clean stop at its final LSN (as it last said).
+    public private(set) var peerHandoverClean = false
     /// The peer's primary waits for our standby on every commit (as it last said).
     public private(set) var peerWaitsForUs = false
     /// The peer reaches one of its tie-breakers (as it last said).
@@ -182,6 +184,7 @@ public struct PeerTracker: Sendable, Equatable {
         peerAutoFailover = heartbeat.autoFailover
         peerMaintenance = heartbeat.maintenance
         peerHandover = heartbeat.handover
+        peerHandoverClean = heartbeat.handover && heartbeat.handoverClean
         peerSwitchoverRequested = heartbeat.switchoverRequested
         peerWaitsForUs = heartbeat.synchronous
         peerReachesTieBreaker = heartbeat.reachesTieBreaker

@@ -49,6 +49,11 @@ public struct ReplicationGuard: Sendable {
     public let maxLagBytes: UInt64
     /// Since when the standby has not been streaming (nil: it streams).
     public private(set) var absentSince: MonotonicInstant?
+    /// After a handover (`holdAfterHandover`): until this instant the old primary, named from
+    /// the new primary's first commit, counts as present though it is not streaming yet (it is
+    /// rejoining): no commit can be acknowledged without it, so it has every acknowledged
+    /// transaction. Its absence is counted from the end of the hold.
+    public private(set) var heldUntil: MonotonicInstant?
 
     public init(mode: SynchronousMode, standbyName: String, absenceLimit: Duration, maxLagBytes: UInt64) {
         self.mode = mode
@@ -70,6 +75,17 @@ public struct ReplicationGuard: Sendable {
         !names.allSatisfy { $0 == " " || $0 == "\t" }
     }
 
+    /// This node took the active role over in a handover (switchover, failback, a failed
+    /// resource or a lost service network) and its primary waits for the old primary from its
+    /// first commit (the effector named it at the promotion): hold it as present for the
+    /// absence limit, however long its rejoin takes to stream. `degradable` only (`strict`
+    /// always waits; `off` leaves it alone).
+    public mutating func holdAfterHandover(at now: MonotonicInstant) {
+        guard mode == .degradable else { return }
+        heldUntil = now + absenceLimit
+        absentSince = nil
+    }
+
     /// Decides, on every observation. `activePrimary`: this node is active and its database is
     /// the primary (otherwise nothing is decided and the absence clock is reset).
     public mutating func decide(
@@ -80,7 +96,18 @@ public struct ReplicationGuard: Sendable {
             return .keep
         }
         let streaming = observation.walSenderState == "streaming"
-        if streaming { absentSince = nil } else if absentSince == nil { absentSince = now }
+        if streaming {
+            absentSince = nil
+            heldUntil = nil
+        } else if let held = heldUntil {
+            if now >= held {
+                // The hold is over: absent from its end.
+                heldUntil = nil
+                absentSince = held
+            }
+        } else if absentSince == nil {
+            absentSince = now
+        }
         let required = Self.requiresStandby(observation.synchronousStandbyNames)
         switch mode {
         case .off:
@@ -120,10 +147,16 @@ public struct ReplicationGuard: Sendable {
     /// standby (PostgreSQL picks the one named standby that streams) even before a fresh
     /// reading says "sync". Under `strict` a named standby counts even while away: no commit is
     /// acknowledged without it.
+    ///
+    /// During the hold after a handover (`now` before `heldUntil`) the named peer counts too,
+    /// streaming or not; the hold ends, and the peer hears so, an absence limit before the
+    /// primary may stop waiting for it (absence is counted from the end of the hold).
     public func peerHasEveryCommit(
-        activePrimary: Bool, synchronousStandbyNames: String, syncState: String?, walSenderState: String? = nil
+        activePrimary: Bool, synchronousStandbyNames: String, syncState: String?, walSenderState: String? = nil,
+        at now: MonotonicInstant? = nil
     ) -> Bool {
         guard activePrimary, mode != .off, synchronousStandbyNames == standbySetting else { return false }
+        if let now, let heldUntil, now < heldUntil { return true }
         return mode == .strict || syncState == "sync" || walSenderState == "streaming"
     }
 

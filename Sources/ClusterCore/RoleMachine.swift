@@ -13,8 +13,10 @@ public struct RoleMachine: Sendable, Equatable {
     public enum Action: Equatable, Sendable {
         /// Write the epoch to stable storage before anything else happens.
         case persistEpoch(UInt64)
-        /// Ask the effector to take over (promote, addresses, announce, units).
-        case takeover(reason: String)
+        /// Ask the effector to take over (promote, addresses, announce, units). `afterHandover`:
+        /// it completes the peer's handover (the peer is alive and rejoins): the new primary
+        /// waits for it from its first commit.
+        case takeover(reason: String, afterHandover: Bool = false)
         /// Ask the effector to release (units, addresses).
         case release(reason: String)
         /// Emit RoleChanged and log the transition.
@@ -28,12 +30,15 @@ public struct RoleMachine: Sendable, Equatable {
 
     /// Starts a takeover: the epoch becomes higher than any this node has seen (its own and
     /// the peer's), so that after a partition heals the newest active node wins.
-    public mutating func beginTakeover(peerEpoch: UInt64, reason: String) -> [Action] {
+    public mutating func beginTakeover(peerEpoch: UInt64, reason: String, afterHandover: Bool = false) -> [Action] {
         guard role == .standby || role == .failed else { return [] }
         let old = role
         epoch = max(epoch, peerEpoch) + 1
         role = .takingOver
-        return [.persistEpoch(epoch), .roleChanged(from: old, to: .takingOver, reason: reason), .takeover(reason: reason)]
+        return [
+            .persistEpoch(epoch), .roleChanged(from: old, to: .takingOver, reason: reason),
+            .takeover(reason: reason, afterHandover: afterHandover),
+        ]
     }
 
     /// The effector answered the takeover.

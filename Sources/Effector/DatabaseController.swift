@@ -176,13 +176,17 @@ public final class DatabaseController: Sendable {
     }
 
     /// The server's current role and position. Never throws: `.down` when nothing listens on the
-    /// socket (no socket file, or connection refused), `.unknown` on any other failure.
+    /// socket (no socket file, or connection refused) — with the final position of a cleanly
+    /// stopped cluster (its shutdown checkpoint, from pg_controldata), 0 when it did not stop
+    /// cleanly —, `.unknown` on any other failure.
     public func status() -> DatabaseStatus {
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(conninfo: conninfo)
         } catch {
-            return DatabaseStatus(role: Self.nothingListens(at: socketPath) ? .down : .unknown)
+            guard Self.nothingListens(at: socketPath) else { return DatabaseStatus(role: .unknown) }
+            let final = try? StandbySetup.finalCheckpointLSN(dataDirectory: settings.dataDirectory)
+            return DatabaseStatus(role: .down, lsn: final ?? 0)
         }
         return (try? read(connection)) ?? DatabaseStatus(role: .unknown)
     }
@@ -306,6 +310,25 @@ public final class DatabaseController: Sendable {
             throw error
         } catch {
             throw DatabaseError(.queryFailed, "cannot set synchronous_standby_names: \(error)")
+        }
+    }
+
+    /// Creates the physical replication slot `name` (reserving WAL from now on) unless it exists;
+    /// returns whether it created it. Refused on a standby (`.notPrimary`).
+    public func ensureReplicationSlot(_ name: String) throws(DatabaseError) -> Bool {
+        let connection = try connect()
+        do {
+            guard try connection.scalar("SELECT pg_is_in_recovery()") == "f" else {
+                throw DatabaseError(.notPrimary, "the local PostgreSQL is a standby: slots for standbys are made on the primary")
+            }
+            let created = try connection.scalar(
+                "SELECT count(pg_create_physical_replication_slot($1, true)) FROM (SELECT 1) AS one "
+                    + "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", [name])
+            return created == "1"
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError(.queryFailed, "cannot create the replication slot \(name): \(error)")
         }
     }
 
@@ -538,6 +561,25 @@ public enum StandbySetup {
 
     /// Polls `controller.status()` every 100 ms until the server is a standby whose WAL receiver
     /// streams, within `timeout`. Fails at once if it turns out to be a primary.
+    /// Polls `controller.status()` every 50 ms until the (local) server answers as a standby,
+    /// streaming or not, within `timeout`.
+    public static func waitUntilStandby(_ controller: DatabaseController, timeout: Duration) throws(DatabaseError) -> DatabaseStatus {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var last = controller.status()
+        while last.role != .standby {
+            if last.role == .primary {
+                throw DatabaseError(.rejoinFailed, "the local PostgreSQL started as a primary, not as a standby: standby.signal was not honoured")
+            }
+            if clock.now >= deadline {
+                throw DatabaseError(.timeout, "the local PostgreSQL was still \(last.role.rawValue) after \(DatabaseController.describe(timeout)); check its log")
+            }
+            sleepFor(.milliseconds(50))
+            last = controller.status()
+        }
+        return last
+    }
+
     public static func waitUntilStreaming(_ controller: DatabaseController, timeout: Duration) throws(DatabaseError) -> DatabaseStatus {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)

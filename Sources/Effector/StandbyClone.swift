@@ -47,6 +47,18 @@ extension StandbySetup {
         ]
     }
 
+    /// Makes the stopped local server a standby of the primary at `primaryConninfo` without copying
+    /// anything and without talking to the primary: standby.signal, primary_conninfo with
+    /// `application_name`, and the standby settings (the slot `slot`, which the new primary
+    /// made when it took over). For an old primary that stopped cleanly where the new primary's
+    /// timeline begins — a switchover —, which then streams from there (recovery follows the
+    /// latest timeline). If the local cluster diverged, the server stays a standby that does not
+    /// stream, its data intact, and a rejoin with pg_rewind is needed.
+    public static func follow(dataDirectory: String, primaryConninfo: String, applicationName: String, slot: String) throws(DatabaseError) {
+        try prepareStandby(dataDirectory: dataDirectory, primaryConninfo: primaryConninfo, applicationName: applicationName, rewind: false)
+        try configure(dataDirectory, settings: standbySettings(slot: slot), owner: try dataOwner(dataDirectory))
+    }
+
     /// Chooses the method for `.auto`, from what the local directory holds and what the primary said.
     public static func chooseMethod(
         _ requested: CloneMethod, localSystemIdentifier: String?, primary: PrimaryFacts

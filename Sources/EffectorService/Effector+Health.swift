@@ -44,6 +44,13 @@ extension Effector {
         }
     }
 
+    /// An operation started the database (a takeover of a stopped one, a rejoin, a follow): its
+    /// health gets a fresh grace of one timeout, as at the effector's start.
+    func databaseStarted() {
+        healthWatch?.restarted(at: MonotonicInstant(loop.now))
+        evaluateDatabaseHealth()
+    }
+
     func evaluateDatabaseHealth() {
         guard let watch = healthWatch else { return }
         let now = MonotonicInstant(loop.now)

@@ -16,11 +16,17 @@ import Synchronization
 
 public enum Operation: Sendable, Equatable {
     case takeover, release
+    /// A takeover that completes a handover: the old primary is alive and about to rejoin, so
+    /// commits wait for it from the first one, and its replication slot is made ready.
+    case takeoverAfterHandover
     case addAddress(FloatingAddress), removeAddress(FloatingAddress), announceAddress(FloatingAddress)
     case promoteDatabase
     /// Stops the database cleanly (for a switchover) and records its final LSN.
     case stopDatabase
     case rejoinDatabase(primary: IPAddress)
+    /// Makes the stopped local database a standby of the peer's primary without copying
+    /// anything (the old primary of a switchover), and returns once it runs as a standby.
+    case followDatabase(primary: IPAddress)
     /// Builds a standby of the peer's primary: "auto", "rewind" or "basebackup".
     case cloneDatabase(primary: IPAddress, method: String)
     /// Sets the primary's synchronous_standby_names ("" or the peer, quoted).
@@ -37,6 +43,7 @@ public enum Operation: Sendable, Equatable {
     public var name: String {
         switch self {
         case .takeover: "Takeover"
+        case .takeoverAfterHandover: "TakeoverAfterHandover"
         case .release: "Release"
         case .addAddress: "AddAddress"
         case .removeAddress: "RemoveAddress"
@@ -44,6 +51,7 @@ public enum Operation: Sendable, Equatable {
         case .promoteDatabase: "PromoteDatabase"
         case .stopDatabase: "StopDatabase"
         case .rejoinDatabase: "RejoinDatabase"
+        case .followDatabase: "FollowDatabase"
         case .cloneDatabase: "CloneDatabase"
         case .setSynchronousStandby: "SetSynchronousStandby"
         case .detachStandbys: "DetachStandbys"
@@ -165,7 +173,7 @@ public final class Effector {
             case .success:
                 error = ""
                 switch operation {
-                case .takeover: metadata["message.id"] = "\(MessageID.takeoverDone)"
+                case .takeover, .takeoverAfterHandover: metadata["message.id"] = "\(MessageID.takeoverDone)"
                 case .release: metadata["message.id"] = "\(MessageID.releaseDone)"
                 default: break
                 }
@@ -219,13 +227,16 @@ public final class Effector {
 
     func steps(for operation: Operation) -> [Step] {
         switch operation {
-        case .takeover:
+        case .takeover, .takeoverAfterHandover:
+            let afterHandover = operation == .takeoverAfterHandover
             var steps: [Step] = []
             if database != nil {
                 // (Only then: the usual takeover's OP_TIMING shows no empty step.)
                 if databaseState.role == "down" { steps.append(("database", { self.startDatabaseIfDown($0) })) }
                 steps.append(("promote", { self.promote(ignoreLag: false, alreadyPrimaryIsSuccess: true, $0) }))
-                steps.append(("sync", { self.synchronousAfterPromotion($0) }))
+                // Before the addresses: no client commits before the setting holds.
+                steps.append(("sync", { self.synchronousAfterPromotion(afterHandover: afterHandover, $0) }))
+                if afterHandover { steps.append(("slot", { self.preparePeerSlot($0) })) }
             }
             steps += configuration.addresses.map { address in ("address", { self.add(address, $0) }) }
             steps += configuration.addresses.map { address in ("announce", { self.startAnnouncing(address, $0) }) }
@@ -245,6 +256,7 @@ public final class Effector {
                 ("sync", { self.synchronousAfterPromotion($0) }),
             ]
         case .rejoinDatabase(let primary): return rejoinSteps(primary: primary, method: "auto")
+        case .followDatabase(let primary): return followSteps(primary: primary)
         case .cloneDatabase(let primary, let method): return rejoinSteps(primary: primary, method: method)
         case .setSynchronousStandby(let value): return [("sync", { self.setSynchronousStandby(value, $0) })]
         case .stopDatabase: return stopDatabaseSteps()
@@ -372,7 +384,10 @@ public final class Effector {
                     ? .failure(.init(.failed, "\(settings.unit) started, but the database did not accept connections within 60 s"))
                     : .success(status)
             }) { [self] result in
-                if case .success(let status) = result { update(database: status) }
+                if case .success(let status) = result {
+                    update(database: status)
+                    databaseStarted()
+                }
                 done(result.map { _ in () })
             }
         }
@@ -405,9 +420,15 @@ public final class Effector {
     /// synchronous`: the peer (strict) or nobody (degradable: the peer is gone or was the
     /// primary; kusu-hbd names it again once it streams and has caught up). A failure is logged,
     /// not fatal: the service runs, and kusu-hbd corrects the setting later.
-    func synchronousAfterPromotion(_ done: @escaping Completion) {
+    ///
+    /// `afterHandover`: the takeover completes a handover, so the old primary is alive and about
+    /// to rejoin: `degradable` waits for it too, from the first commit (kusu-hbd holds it as
+    /// present meanwhile, then the usual rule applies), so that it keeps every acknowledged
+    /// transaction and may take the role back if this node fails right away.
+    func synchronousAfterPromotion(afterHandover: Bool = false, _ done: @escaping Completion) {
         guard promotedNow, let settings = configuration.database, settings.synchronous != .off else { return done(.success(())) }
-        let value = settings.synchronous == .strict ? ReplicationGuard.quoted(configuration.peerNode.name) : ""
+        let waitForPeer = settings.synchronous == .strict || afterHandover
+        let value = waitForPeer ? ReplicationGuard.quoted(configuration.peerNode.name) : ""
         setSynchronousStandby(value) { [self] result in
             if case .failure(let error) = result {
                 logger.error("cannot set synchronous_standby_names after the promotion", metadata: ["error": "\(error.message)"])
@@ -433,6 +454,24 @@ public final class Effector {
         }
     }
 
+    /// The replication slot the peer's standby will use (`kusu_<peer>`), created if missing, so
+    /// the old primary of a handover can stream as soon as it follows this node. Not fatal.
+    func preparePeerSlot(_ done: @escaping Completion) {
+        guard let database else { return done(.success(())) }
+        let slot = DatabaseSettings.slotName(for: configuration.peerNode.name)
+        perform({ () -> Result<Bool, EffectorError> in
+            do throws(EffectorError) { return .success(try database.ensureReplicationSlot(slot)) } catch { return .failure(error) }
+        }) { [self] result in
+            switch result {
+            case .success(let created):
+                if created { logger.notice("replication slot created for the peer", metadata: ["pg.slot": "\(slot)"]) }
+            case .failure(let error):
+                logger.warning("cannot create the peer's replication slot", metadata: ["pg.slot": "\(slot)", "error": "\(error.message)"])
+            }
+            done(.success(()))
+        }
+    }
+
     func detachStandbys(_ done: @escaping Completion) {
         guard let database else { return done(.failure(.init(.notConfigured, "no [database] is configured"))) }
         perform({ () -> Result<Int, EffectorError> in
@@ -445,6 +484,37 @@ public final class Effector {
             case .failure(let error): done(.failure(error))
             }
         }
+    }
+
+    /// FollowDatabase: local work only (no connection to the peer, so a peer that dies meanwhile
+    /// cannot hold the effector busy): stop, configure as a standby, start, wait until it runs.
+    func followSteps(primary: IPAddress) -> [Step] {
+        guard let database, let settings = configuration.database else {
+            return [("check", { $0(.failure(.init(.notConfigured, "no [database] is configured"))) })]
+        }
+        return [
+            ("check", { self.requireNoAddressHeld($0) }),
+            ("stop", { done in self.units.stop([settings.unit], completion: done) }),
+            ("follow", { done in
+                self.perform({ () -> Result<Void, EffectorError> in
+                    do throws(EffectorError) { return .success(try database.follow(primary: primary)) } catch { return .failure(error) }
+                }, done)
+            }),
+            ("start", { done in self.startDatabaseUnit(settings.unit, done) }),
+            ("standby", { done in
+                self.perform({ () -> Result<DatabaseSnapshot, EffectorError> in
+                    do throws(EffectorError) { return .success(try database.waitUntilStandby()) } catch { return .failure(error) }
+                }) { result in
+                    if case .success(let snapshot) = result {
+                        self.update(database: snapshot)
+                        self.logger.notice(
+                            "database follows the peer's primary as a standby",
+                            metadata: ["peer.address": "\(primary)", "message.id": "\(MessageID.standbyBuilt)"])
+                    }
+                    done(result.map { _ in () })
+                }
+            }),
+        ]
     }
 
     func rejoinSteps(primary: IPAddress, method: String) -> [Step] {
@@ -481,7 +551,7 @@ public final class Effector {
                     done(result.map { _ in () })
                 }
             }),
-            ("start", { done in self.units.start([settings.unit], completion: done) }),
+            ("start", { done in self.startDatabaseUnit(settings.unit, done) }),
             ("stream", { done in
                 self.perform({ () -> Result<DatabaseSnapshot, EffectorError> in
                     do throws(EffectorError) { return .success(try database.waitUntilStreaming()) } catch { return .failure(error) }
@@ -496,6 +566,14 @@ public final class Effector {
                 }
             }),
         ]
+    }
+
+    /// Starts the database's unit (a rejoin, a follow): its health gets a fresh grace.
+    func startDatabaseUnit(_ unit: String, _ done: @escaping Completion) {
+        units.start([unit]) { [self] result in
+            if case .success = result { databaseStarted() }
+            done(result)
+        }
     }
 
     func setProgress(_ text: String) {

@@ -48,6 +48,12 @@ public final class EffectorBus {
             guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
             authorize(call, Effector1.Action.takeover, details: ["reason": reason]) { self.run(.takeover, reason: reason, action: Effector1.Action.takeover, call) }
         }
+        iface.method(Effector1.Method.takeoverAfterHandover, in: [.init("reason", "s")], flags: .unprivileged) { [unowned self] call in
+            guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.takeover, details: ["reason": reason, "operation": "takeover-after-handover"]) {
+                self.run(.takeoverAfterHandover, reason: reason, action: Effector1.Action.takeover, call)
+            }
+        }
         iface.method(Effector1.Method.release, in: [.init("reason", "s")], flags: .unprivileged) { [unowned self] call in
             guard let reason = self.validated(call, resources.reason(call.arguments.first?.string ?? "")) else { return }
             authorize(call, Effector1.Action.takeover, details: ["reason": reason, "operation": "release"]) {
@@ -108,6 +114,12 @@ public final class EffectorBus {
             guard let primary = self.validated(call, resources.primary(call.arguments.first?.string ?? "")) else { return }
             authorize(call, Effector1.Action.manageDatabase, details: ["operation": "rejoin", "primary": primary.node.name]) {
                 self.run(.rejoinDatabase(primary: primary.address), reason: "RejoinDatabase \(primary.node.name)", action: Effector1.Action.manageDatabase, call)
+            }
+        }
+        iface.method(Effector1.Method.followDatabase, in: [.init("primary", "s")], flags: .unprivileged) { [unowned self] call in
+            guard let primary = self.validated(call, resources.primary(call.arguments.first?.string ?? "")) else { return }
+            authorize(call, Effector1.Action.manageDatabase, details: ["operation": "follow", "primary": primary.node.name]) {
+                self.run(.followDatabase(primary: primary.address), reason: "FollowDatabase \(primary.node.name)", action: Effector1.Action.manageDatabase, call)
             }
         }
         iface.method(Effector1.Method.cloneDatabase, in: [.init("primary", "s"), .init("method", "s")], flags: .unprivileged) {

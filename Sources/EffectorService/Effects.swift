@@ -79,8 +79,16 @@ public protocol DatabaseEffects: Sendable {
     func setSynchronousStandbyNames(_ value: String) throws(EffectorError)
     /// Waits until the (started) server streams from its primary.
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot
+    /// With the server stopped: make it a standby of `primary` without copying anything and
+    /// without talking to it (see StandbySetup.follow).
+    func follow(primary: IPAddress) throws(EffectorError)
+    /// Waits until the (started) server answers as a standby, streaming or not.
+    func waitUntilStandby() throws(EffectorError) -> DatabaseSnapshot
     /// The shutdown checkpoint of the cleanly stopped server: its final WAL position.
     func finalCheckpointLSN() throws(EffectorError) -> UInt64
+    /// Creates the physical replication slot `name` on the primary if it does not exist; returns
+    /// whether it created it.
+    func ensureReplicationSlot(_ name: String) throws(EffectorError) -> Bool
     /// Ends the primary's replication connections; returns how many. A standby → .invalidArgument.
     func detachStandbys() throws(EffectorError) -> Int
     /// The health query (see DatabaseController.healthQuery): nil when it answered, else why not.

@@ -30,14 +30,37 @@ struct PostgresDatabase: DatabaseEffects {
         }
     }
 
+    /// How this node's standby connects to `primary`.
+    func primaryConninfo(_ primary: IPAddress) -> String {
+        PostgresConnection.conninfo([
+            ("host", "\(primary)"), ("port", "\(settings.port)"), ("user", settings.user),
+            ("application_name", localNode), ("connect_timeout", "5"),
+        ])
+    }
+
+    func follow(primary: IPAddress) throws(EffectorError) {
+        do {
+            try StandbySetup.follow(
+                dataDirectory: settings.dataDirectory, primaryConninfo: primaryConninfo(primary), applicationName: localNode,
+                slot: DatabaseSettings.slotName(for: localNode))
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
+    func waitUntilStandby() throws(EffectorError) -> DatabaseSnapshot {
+        do {
+            return Self.snapshot(try StandbySetup.waitUntilStandby(controller, timeout: .seconds(60)))
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
     func makeStandby(primary: IPAddress, method: String, progress: @escaping @Sendable (String) -> Void) throws(EffectorError) -> String {
         guard let method = CloneMethod(rawValue: method) else {
             throw EffectorError(.invalidArgument, "unknown clone method '\(method)'")
         }
-        let conninfo = PostgresConnection.conninfo([
-            ("host", "\(primary)"), ("port", "\(settings.port)"), ("user", settings.user),
-            ("application_name", localNode), ("connect_timeout", "5"),
-        ])
+        let conninfo = primaryConninfo(primary)
         do {
             return try StandbySetup.makeStandby(
                 dataDirectory: settings.dataDirectory, primaryConninfo: conninfo, applicationName: localNode,
@@ -67,6 +90,14 @@ struct PostgresDatabase: DatabaseEffects {
     func finalCheckpointLSN() throws(EffectorError) -> UInt64 {
         do {
             return try StandbySetup.finalCheckpointLSN(dataDirectory: settings.dataDirectory)
+        } catch {
+            throw Self.effectorError(error)
+        }
+    }
+
+    func ensureReplicationSlot(_ name: String) throws(EffectorError) -> Bool {
+        do {
+            return try controller.ensureReplicationSlot(name)
         } catch {
             throw Self.effectorError(error)
         }

@@ -87,6 +87,7 @@ extension HeartbeatMonitor {
                     "the active peer \(configuration.peerNode.name) did not hand over within 60 s; its journal (kusu-hbd) says why")))
             }
             checkHandoverProgress()
+            evaluateFailedRole()
             evaluateRejoin()
             evaluateFailback()
             evaluateReplication()

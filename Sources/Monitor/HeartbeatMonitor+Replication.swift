@@ -37,7 +37,7 @@ extension HeartbeatMonitor {
         guard let names = effector.synchronousStandbyNames else { return false }
         return replicationGuard.peerHasEveryCommit(
             activePrimary: isActivePrimary, synchronousStandbyNames: names, syncState: effector.syncState,
-            walSenderState: liveWalSenderState)
+            walSenderState: liveWalSenderState, at: MonotonicInstant(loop.now))
     }
 
     /// The Synchronous property: "sync" (commits wait for the standby), "async" (the standby
@@ -55,7 +55,7 @@ extension HeartbeatMonitor {
             let connected = liveWalSenderState != nil
             if replicationGuard.peerHasEveryCommit(
                 activePrimary: true, synchronousStandbyNames: names, syncState: effector.syncState,
-                walSenderState: connected ? effector.replicationState : nil)
+                walSenderState: connected ? effector.replicationState : nil, at: MonotonicInstant(loop.now))
             {
                 return connected ? "sync" : "waiting"
             }

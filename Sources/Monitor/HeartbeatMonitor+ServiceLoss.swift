@@ -123,7 +123,9 @@ extension HeartbeatMonitor {
             waited: loop.now - seen, grace: Self.handoverGrace)
         switch step {
         case .takeOver:
-            takeOver("switchover: \(peer) handed over at LSN \(formatLSN(finalLSN)), replayed")
+            // After a clean stop the old primary follows within a moment: wait for it from the
+            // first commit. (A killed database, or a final LSN that did not arrive, needs a rewind.)
+            takeOver("switchover: \(peer) handed over at LSN \(formatLSN(finalLSN)), replayed", afterHandover: tracker.peerHandoverClean)
         case .takeOverWithoutFinalLSN:
             logger.warning(
                 "taking over without the peer's final LSN",

@@ -151,8 +151,11 @@ extension HeartbeatMonitor {
         }
     }
 
-    func takeOver(_ reason: String) {
+    /// `afterHandover`: this takeover completes the peer's handover (see RoleMachine.Action.takeover).
+    func takeOver(_ reason: String, afterHandover: Bool = false) {
         lastAutomaticRefusal = nil
+        stoppedCleanlyInHandover = false
+        followedAt = nil
         if handoverLSN != nil || reclaimAt != nil {
             // The peer was lost (declared dead, or it did not take over in time) after this
             // node handed over.
@@ -164,7 +167,7 @@ extension HeartbeatMonitor {
         logger.notice(
             tracker.state == .dead ? "automatic failover" : "startup election won",
             metadata: ["peer.name": "\(configuration.peerNode.name)", "node.epoch": "\(roles.epoch)"])
-        execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason))
+        execute(roles.beginTakeover(peerEpoch: tracker.peerEpoch, reason: reason, afterHandover: afterHandover))
     }
 
     func refuse(_ refusal: SwitchRefusal) {
@@ -207,7 +210,18 @@ extension HeartbeatMonitor {
     /// active peer, once at a time; a failure is retried after `rejoinRetry`.
     func evaluateRejoin() {
         guard !rejoining, loop.now >= nextRejoinAttempt else { return }
-        guard FailoverPolicy.rejoin(switchingInputs, localDatabaseRole: effector.databaseRole) == .proceed else { return }
+        let streams = effector.databaseRole == "standby" && effector.replicationState == "streaming"
+        if streams { followedAt = nil }
+        if FailoverPolicy.follow(switchingInputs, localDatabaseRole: effector.databaseRole, stoppedCleanlyInHandover: stoppedCleanlyInHandover)
+            == .proceed
+        {
+            return followPeer()
+        }
+        let followedFor = streams ? nil : followedAt.map { loop.now - $0 }
+        guard FailoverPolicy.rejoin(switchingInputs, localDatabaseRole: effector.databaseRole, followedWithoutStreamingFor: followedFor)
+            == .proceed
+        else { return }
+        followedAt = nil
         rejoining = true
         let peer = configuration.peerNode.name
         logger.notice("rejoining the database as a standby", metadata: ["peer.name": "\(peer)", "pg.role": "\(effector.databaseRole ?? "?")"])
@@ -221,6 +235,39 @@ extension HeartbeatMonitor {
                 logger.error("cannot rejoin the database", metadata: ["peer.name": "\(peer)", "error": "\(error.message)"])
             }
         }
+    }
+
+    /// The database stopped cleanly at the handover's final LSN, where the peer's timeline
+    /// begins: it follows the peer as a standby without a copy (local work only: a peer that
+    /// fails meanwhile cannot hold the effector busy, and the data stays intact).
+    func followPeer() {
+        stoppedCleanlyInHandover = false
+        rejoining = true
+        let peer = configuration.peerNode.name
+        logger.notice("the database follows the peer as a standby (no copy: it stopped where the peer's timeline begins)", metadata: ["peer.name": "\(peer)"])
+        callEffector(Effector1.Method.followDatabase, [.string(peer)], timeout: .seconds(120)) { [unowned self] result in
+            rejoining = false
+            switch result {
+            case .success:
+                followedAt = loop.now
+            case .failure(let error):
+                // It is a stopped database: the usual rejoin takes it from here.
+                logger.warning("cannot make the database follow the peer", metadata: ["peer.name": "\(peer)", "error": "\(error.message)"])
+            }
+        }
+    }
+
+    /// A takeover of this node failed (role failed) while the peer is active and answers: give
+    /// it up (release the units and addresses it may hold), so the database — which may have
+    /// been promoted — rejoins the peer's as a standby (pg_rewind), and two primaries do not
+    /// diverge silently.
+    func evaluateFailedRole() {
+        guard role == .failed, tracker.state == .alive, tracker.peerRole == .active, !effector.busy else { return }
+        let peer = configuration.peerNode.name
+        logger.notice(
+            "the peer is active: giving up this node's failed takeover",
+            metadata: ["peer.name": "\(peer)", "node.epoch": "\(roles.epoch)", "peer.epoch": "\(tracker.peerEpoch)"])
+        execute(roles.beginRelease(reason: "\(peer) is active: this node's failed takeover is given up, its database rejoins"))
     }
 
     /// auto_failback: the preferred node, back as a caught-up standby, asks for a switchover.
@@ -284,8 +331,13 @@ extension HeartbeatMonitor {
                 }
                 ServiceManager.notify("STATUS=\(new.rawValue) (epoch \(roles.epoch)); peer \(configuration.peerNode.name) is \(tracker.state.rawValue)")
                 healthRoleChanged()
-            case .takeover(let reason):
-                callEffector(Effector1.Method.takeover, reason: reason) { [unowned self] result in
+            case .takeover(let reason, let afterHandover):
+                let member = afterHandover ? Effector1.Method.takeoverAfterHandover : Effector1.Method.takeover
+                callEffector(member, reason: reason) { [unowned self] result in
+                    if afterHandover, case .success = result {
+                        // The old primary is waited for from the first commit: hold it as present while it rejoins.
+                        replicationGuard?.holdAfterHandover(at: MonotonicInstant(loop.now))
+                    }
                     let detail: String
                     switch result {
                     case .success: detail = ""
@@ -401,7 +453,7 @@ extension HeartbeatMonitor {
                 return
             }
             if fault?.isDatabase == true { return killDatabaseForHandover() }
-            guard serviceLost else { return stopDatabaseForHandover() }
+            guard serviceLost else { return stopDatabaseForHandover(followAfterwards: true) }
             callEffector(Effector1.Method.detachStandbys, timeout: .seconds(30)) { [unowned self] result in
                 if case .failure(let error) = result {
                     // Not fatal: the stop then waits for the standby, up to wal_sender_timeout.
@@ -412,12 +464,15 @@ extension HeartbeatMonitor {
         }
     }
 
-    /// StopDatabase, then the final LSN goes into our heartbeats.
-    func stopDatabaseForHandover() {
+    /// StopDatabase, then the final LSN goes into our heartbeats. `followAfterwards`: the peer
+    /// will replay that LSN (it streams; the switchover's precondition), so once it is active
+    /// this database follows it without a copy.
+    func stopDatabaseForHandover(followAfterwards: Bool = false) {
         let peer = configuration.peerNode.name
         callEffector(Effector1.Method.stopDatabase, timeout: .seconds(300)) { [unowned self] result in
             switch result {
             case .success(let values):
+                stoppedCleanlyInHandover = followAfterwards
                 handoverLSN = values.first?.uint64 ?? 0
                 logger.notice(
                     "handing over at the final LSN",
@@ -457,6 +512,7 @@ extension HeartbeatMonitor {
             handoverSynchronous = nil
             reclaimAt = nil
             finishSwitchover(.success(()))
+            evaluateRejoin()  // the database follows the new primary at once
         }
         if requestSwitchoverUntil != nil, tracker.peerRole == .standby || role == .active {
             requestSwitchoverUntil = nil

@@ -87,6 +87,11 @@ public final class HeartbeatMonitor {
     /// The operator's Switchover call, answered when the handover completes.
     var switchoverCall: MethodInvocation?
     var nextRejoinAttempt: Duration = .zero
+    /// This node handed the active role over with a clean stop of its database at the final
+    /// LSN: once the peer is active, the database follows it without a copy (FollowDatabase).
+    var stoppedCleanlyInHandover = false
+    /// When the database was made to follow the peer without a copy (nil: not since, or it streams).
+    var followedAt: Duration?
     /// The health of what this node serves (see HeartbeatMonitor+Health.swift).
     var health: ServiceHealth
     var checkRunners: [CheckRunner] = []
@@ -223,7 +228,8 @@ public final class HeartbeatMonitor {
                 handover: handoverLSN != nil, switchoverRequested: (requestSwitchoverUntil ?? .zero) > loop.now,
                 synchronous: handoverSynchronous ?? peerHasEveryCommit, reachesTieBreaker: reachesTieBreaker,
                 serviceReady: serviceReadiness.ready, gaveUp: health.givenUp(at: MonotonicInstant(loop.now)),
-                cleanup: cleanupAnnouncement.flatMap { $0.until > loop.now ? $0.cleanup : nil })
+                cleanup: cleanupAnnouncement.flatMap { $0.until > loop.now ? $0.cleanup : nil },
+                handoverClean: handoverLSN != nil && stoppedCleanlyInHandover)
             let packet = HeartbeatCodec.encode(heartbeat, key: key)
             guard let socket = sockets.first(where: { $0.carries(peerAddress) && $0.isIPv6 != peerAddress.isIPv4 })
                 ?? sockets.first(where: { $0.carries(peerAddress) })
@@ -353,6 +359,7 @@ public final class HeartbeatMonitor {
                 changed(Heartbeat1.Property.peerRole)
                 resolveTwoActives()
                 switchoverProgress()
+                evaluateFailedRole()
                 evaluateAutomatic()
             case .epochChanged(let peerEpoch):
                 changed(Heartbeat1.Property.peerEpoch)

@@ -321,3 +321,16 @@ import Testing
         #expect(HeartbeatCodec.decode(H.sealed(extension: bytes), key: testKey) == .failure(.malformed), "\(why)")
     }
 }
+
+@Suite struct HeartbeatHandoverCleanTests {
+    @Test func bitSevenRoundTripsAndIsSigned() throws {
+        var heartbeat = HeartbeatHealthTests.sample
+        heartbeat.handover = true
+        heartbeat.handoverClean = true
+        let packet = HeartbeatCodec.encode(heartbeat, key: testKey)
+        #expect(packet[9] & 0x80 != 0)
+        #expect(try HeartbeatCodec.decode(packet, key: testKey).get() == heartbeat)
+        heartbeat.handoverClean = false
+        #expect(HeartbeatCodec.encode(heartbeat, key: testKey)[9] & 0x80 == 0)
+    }
+}

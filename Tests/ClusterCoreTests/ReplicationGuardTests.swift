@@ -128,3 +128,80 @@ import Testing
         #expect(DatabaseSettings.slotName(for: String(repeating: "x", count: 80)).utf8.count == 63)
     }
 }
+
+/// After a handover the new primary waits for the old one from its first commit, and the old
+/// one counts as having every acknowledged transaction while it rejoins (issue: a failure right
+/// after a switchover).
+@Suite struct ReplicationGuardHoldTests {
+    typealias Observation = ReplicationGuard.Observation
+    let t0 = MonotonicInstant(.seconds(100))
+    static let named = "\"installer\""
+    static let absent = Observation(walSenderState: nil, synchronousStandbyNames: named)
+    static let streaming = Observation(walSenderState: "streaming", synchronousStandbyNames: named)
+
+    func guardFor(_ mode: SynchronousMode) -> ReplicationGuard {
+        ReplicationGuard(mode: mode, standbyName: "installer", absenceLimit: .milliseconds(1000), maxLagBytes: 1000)
+    }
+
+    func hasEveryCommit(_ g: ReplicationGuard, at ms: Int) -> Bool {
+        g.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: nil, walSenderState: nil, at: t0 + .milliseconds(ms))
+    }
+
+    @Test func theOldPrimaryHasEveryCommitWhileHeldThenTheHoldEndsALimitBeforeTheRelease() {
+        var g = guardFor(.degradable)
+        g.holdAfterHandover(at: t0)
+        #expect(hasEveryCommit(g, at: 0))
+        #expect(g.decide(activePrimary: true, peerState: .alive, observation: Self.absent, now: t0 + .milliseconds(500)) == .keep)
+        #expect(hasEveryCommit(g, at: 999))
+        // The hold ends: the peer hears "not in sync" from now on, and the primary still waits.
+        #expect(!hasEveryCommit(g, at: 1000))
+        #expect(g.decide(activePrimary: true, peerState: .alive, observation: Self.absent, now: t0 + .milliseconds(1000)) == .keep)
+        #expect(g.absentSince == t0 + .milliseconds(1000))
+        #expect(g.decide(activePrimary: true, peerState: .alive, observation: Self.absent, now: t0 + .milliseconds(1999)) == .keep)
+        // A whole absence limit after the peer was told: commits stop waiting.
+        guard case .release = g.decide(activePrimary: true, peerState: .alive, observation: Self.absent, now: t0 + .milliseconds(2000)) else {
+            Issue.record("no release two limits after the handover"); return
+        }
+    }
+
+    @Test func aRejoinThatStreamsEndsTheHold() {
+        var g = guardFor(.degradable)
+        g.holdAfterHandover(at: t0)
+        #expect(g.decide(activePrimary: true, peerState: .alive, observation: Self.streaming, now: t0 + .milliseconds(400)) == .keep)
+        #expect(g.heldUntil == nil)
+        #expect(g.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: "sync", at: t0 + .milliseconds(500)))
+        // Away later: the usual rule (not in sync at once, released after the limit).
+        #expect(g.decide(activePrimary: true, peerState: .alive, observation: Self.absent, now: t0 + .milliseconds(600)) == .keep)
+        #expect(!hasEveryCommit(g, at: 600))
+        guard case .release = g.decide(activePrimary: true, peerState: .alive, observation: Self.absent, now: t0 + .milliseconds(1600)) else {
+            Issue.record("no release a limit after the standby went away"); return
+        }
+    }
+
+    @Test func aDeadPeerIsReleasedAtOnceEvenWhileHeld() {
+        var g = guardFor(.degradable)
+        g.holdAfterHandover(at: t0)
+        guard case .release = g.decide(activePrimary: true, peerState: .dead, observation: Self.absent, now: t0 + .milliseconds(100)) else {
+            Issue.record("a dead peer is still waited for"); return
+        }
+    }
+
+    @Test func onlyDegradableHolds() {
+        for mode in [SynchronousMode.strict, .off] {
+            var g = guardFor(mode)
+            g.holdAfterHandover(at: t0)
+            #expect(g.heldUntil == nil, "\(mode)")
+        }
+        // strict: the named peer has every commit anyway.
+        #expect(hasEveryCommit(guardFor(.strict), at: 0))
+        #expect(!hasEveryCommit(guardFor(.off), at: 0))
+    }
+
+    @Test func theHoldCountsOnlyForTheNamedPeerOnTheActivePrimary() {
+        var g = guardFor(.degradable)
+        g.holdAfterHandover(at: t0)
+        #expect(!g.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: "", syncState: nil, at: t0))
+        #expect(!g.peerHasEveryCommit(activePrimary: false, synchronousStandbyNames: Self.named, syncState: nil, at: t0))
+        #expect(!g.peerHasEveryCommit(activePrimary: true, synchronousStandbyNames: Self.named, syncState: nil), "without a time, no hold")
+    }
+}

@@ -52,6 +52,19 @@ struct DatabaseControllerTests {
             #expect(standby.status() == DatabaseStatus(role: .down))
             #expect(DatabaseController(settings: DatabaseSettings(socketDirectory: pair.root, port: 1)).status().role == .down)
             #expect(primary.status().role == .primary)
+
+            // A primary that crashed reports no position (0); one stopped cleanly reports where
+            // it ends: its shutdown checkpoint.
+            try pair.stop(pair.primaryDirectory)
+            #expect(primary.status() == DatabaseStatus(role: .down))
+            try pair.start(pair.primaryDirectory)
+            #expect(eventually { primary.status().role == .primary })
+            let running = primary.status().lsn
+            _ = try pair.asPostgres([postgresBin + "/pg_ctl", "stop", "-w", "-t", "60", "-m", "fast", "-D", pair.primaryDirectory])
+            let stopped = primary.status()
+            #expect(stopped.role == .down)
+            #expect(stopped.lsn >= running && stopped.lsn > 0)
+            #expect(stopped.lsn == (try StandbySetup.finalCheckpointLSN(dataDirectory: pair.primaryDirectory)))
         }
     }
 

@@ -81,7 +81,9 @@ import Testing
 
     @Test func nothingListensOnAMissingSocket() {
         #expect(DatabaseController.nothingListens(at: "/nonexistent-kusu-dir/.s.PGSQL.5432"))
-        let controller = DatabaseController(settings: DatabaseSettings(socketDirectory: "/nonexistent-kusu-dir"))
+        let controller = DatabaseController(
+            settings: DatabaseSettings(socketDirectory: "/nonexistent-kusu-dir", dataDirectory: "/nonexistent-kusu-dir/main"))
+        // Down, and no cluster to read a final position from.
         #expect(controller.status() == DatabaseStatus(role: .down))
         #expect(throws: DatabaseError.self) { try controller.promote(ignoreLag: false, timeout: .seconds(1)) }
         do {

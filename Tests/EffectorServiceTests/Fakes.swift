@@ -71,6 +71,11 @@ final class FakeDatabase: DatabaseEffects {
         return 4242
     }
 
+    func ensureReplicationSlot(_ name: String) throws(EffectorError) -> Bool {
+        journal.record("slot \(name)")
+        return true
+    }
+
     func detachStandbys() throws(EffectorError) -> Int {
         let current = role.withLock { $0 }
         guard current == "primary" else { throw EffectorError(.invalidArgument, "the database is \(current), not the primary") }
@@ -98,6 +103,16 @@ final class FakeDatabase: DatabaseEffects {
         guard current == "standby" else { throw EffectorError(.databaseNotStandby, "the database is \(current), not a standby") }
         journal.record("waitForReplay \(lsn)")
         return (lsn <= 100, 100)
+    }
+
+    func follow(primary: IPAddress) throws(EffectorError) {
+        journal.record("follow \(primary)")
+        role.withLock { $0 = "standby" }
+    }
+
+    func waitUntilStandby() throws(EffectorError) -> DatabaseSnapshot {
+        journal.record("waitUntilStandby")
+        return DatabaseSnapshot(role: "standby", lsn: 300, timeline: 2)
     }
 
     func waitUntilStreaming() throws(EffectorError) -> DatabaseSnapshot {

@@ -100,3 +100,64 @@ import Testing
         #expect(h.effector.lastOperation?.name == "KillDatabase")
     }
 }
+
+/// The takeover that completes a handover, and the follower without a copy (a failure right
+/// after a switchover must find the old primary with every acknowledged transaction).
+@Suite struct EffectorHandoverTests {
+    @Test func aTakeoverAfterAHandoverWaitsForTheOldPrimaryAndPreparesItsSlot() throws {
+        let h = try Harness()
+        let outcome = try h.run(.takeoverAfterHandover)
+        #expect(outcome.map { if case .success = $0 { true } else { false } } == true)
+        // degradable: the peer is named before the addresses exist (no client commit without it).
+        let journal = h.journal.all
+        #expect(Array(journal.prefix(3)) == ["promote", "synchronous '\"installer\"'", "slot kusu_installer"])
+        #expect(journal.firstIndex { $0.hasPrefix("add ") }! > journal.firstIndex(of: "slot kusu_installer")!)
+        #expect(h.effector.lastOperation?.name == "TakeoverAfterHandover")
+    }
+
+    @Test func aPlainTakeoverInDegradableModeWaitsForNobody() throws {
+        let h = try Harness()
+        _ = try h.run(.takeover)
+        #expect(Array(h.journal.all.prefix(2)) == ["promote", "synchronous ''"])
+        #expect(!h.journal.all.contains { $0.hasPrefix("slot ") })
+    }
+
+    @Test func followingThePeerIsLocalAndRefusedWhileAnAddressIsHeld() throws {
+        let h = try Harness(databaseRole: "down")
+        let peer = try #require(IPAddress("198.18.0.11"))
+        _ = try h.run(.addAddress(try testConfiguration().addresses[0]))
+        guard case .failure(let error)? = try h.run(.followDatabase(primary: peer)) else { Issue.record("not refused"); return }
+        #expect(error.code == .invalidArgument)
+        _ = try h.run(.removeAddress(try testConfiguration().addresses[0]))
+        let before = h.journal.all.count
+        guard case .success? = try h.run(.followDatabase(primary: peer)) else { Issue.record("FollowDatabase failed"); return }
+        #expect(Array(h.journal.all.dropFirst(before)) == [
+            "stop postgresql@15-main.service", "follow 198.18.0.11", "start postgresql@15-main.service", "waitUntilStandby",
+        ])
+        #expect(h.effector.databaseState.role == "standby")
+    }
+}
+
+@Suite struct EffectorHealthGraceTests {
+    /// A database stopped for longer than the timeout, then started by a takeover, is not
+    /// reported unhealthy for having been down: a fresh grace from its start.
+    @Test func aStartedDatabaseGetsAFreshGrace() throws {
+        var configuration = try testConfiguration()
+        configuration.health.databaseInterval = .milliseconds(20)
+        configuration.health.databaseTimeout = .milliseconds(100)
+        let h = try Harness(databaseRole: "down", configuration: configuration)
+        h.database!.health.withLock { $0 = .fail("cannot connect: nothing listens") }
+        h.effector.startDatabaseHealth()
+        _ = try h.loop.run(until: h.loop.now + .seconds(5)) { !h.effector.databaseHealth.answering }
+        try #require(!h.effector.databaseHealth.answering)
+        h.effector.refreshDatabase()
+        _ = try h.loop.run(until: h.loop.now + .seconds(5)) { h.effector.databaseState.role == "down" }
+        h.database!.health.withLock { $0 = .hang }   // started, not answering yet
+        let database = h.database!
+        h.units.onStart = { unit in if unit == "postgresql@15-main.service" { database.role.withLock { $0 = "standby" } } }
+        let result = try h.run(.takeover)
+        #expect(result.map { if case .success = $0 { true } else { false } } == true)
+        #expect(h.effector.databaseHealth.answering, "a fresh grace from the start")
+        h.database!.health.withLock { $0 = .answer }
+    }
+}

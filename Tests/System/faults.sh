@@ -18,7 +18,8 @@
 # SIGSTOP/SIGCONT of the active kusu-hbd past the dead time; loss of one heartbeat link; loss
 # of every heartbeat link with the service network up; the active node cut off from the
 # service network for 4 s (it hands over to the standby); PostgreSQL killed on the active node; a switchover and a
-# switchback under load; a burst of forged heartbeat packets.
+# switchback under load; a burst of forged heartbeat packets; a switchover after which the new
+# active node dies hard 0, 100, 300, 1000 or 3000 ms later (the old one takes the role back).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/testbed.sh"
@@ -114,12 +115,33 @@ pg_killed_active() {
     tb_poll 20 settled "$(active_node)"
 }
 switchover_and_back() {
-    local act=$1 s; s=$(other "$1")
-    pair_exec "$act" kusu-ha --no-ask-password switchover >/dev/null || return 1
+    local act=$1 s out; s=$(other "$1")
+    out=$(pair_exec "$act" kusu-ha --no-ask-password switchover 2>&1) || { echo "# switchover on $act: $out"; return 1; }
     tb_poll 30 settled "$s" || return 1
-    pair_exec "$s" kusu-ha --no-ask-password switchover >/dev/null || return 1
+    out=$(pair_exec "$s" kusu-ha --no-ask-password switchover 2>&1) || { echo "# switchover on $s: $out"; return 1; }
     tb_poll 30 settled "$act"
 }
+# switchover_then_crash ACTIVE — a switchover, then the new active node dies hard
+# CRASH_AFTER_MS after the switchover returned (it is active then). The old active node, still
+# rejoining or already a standby, has every acknowledged row (the new primary waited for it from
+# its first commit) and takes the role back within the dead time and a second; the crashed node
+# returns with an empty disk.
+switchover_then_crash() {
+    local act=$1 s t_crash held ms; s=$(other "$1")
+    pair_exec "$act" kusu-ha --no-ask-password switchover >/dev/null || { echo "# the switchover failed"; return 1; }
+    pair_prop_is "$s" Role active || { echo "# $s is not active after the switchover"; return 1; }
+    [ "$CRASH_AFTER_MS" = 0 ] || sleep "$(printf '%d.%03d' $((CRASH_AFTER_MS / 1000)) $((CRASH_AFTER_MS % 1000)))"   # the fault's schedule
+    t_crash=$(now_ns)
+    pair_crash "$s"
+    tb_poll 15 pair_vip_holder_is "$act" || { echo "# $act did not take the role back: $(pair_prop "$act" FailoverReadiness)"; return 1; }
+    held=$(now_ns); ms=$(( (held - t_crash) / 1000000 ))
+    echo "# $s crashed ${CRASH_AFTER_MS} ms after the switchover: $act holds the address again after $ms ms"
+    [ "$ms" -le $(( 1000 + 1000 + 500 )) ] || { echo "# later than dead_ms + 1 s (and the 0.5 s it takes to see the address from here)"; return 1; }
+    tb_poll 10 pair_prop_is "$act" Role active || return 1
+    pair_return "$s" "$W" "$TB_BIN" || return 1
+    tb_poll 90 settled "$act"
+}
+
 forged_burst() {
     local act=$1 s before after; s=$(other "$1")
     sed "s|^auth_key_file = .*|auth_key_file = \"$TB_DIR/authkey\"|" "$W/$act/kusu-ha.toml" >"$W/inject.toml"
@@ -151,6 +173,9 @@ for run in $(seq 1 "$RUNS"); do
     run_scenario "forged heartbeat burst" forged_burst
     run_scenario "switchover and switchback" switchover_and_back
     run_scenario "hard kill of the active node + return" hard_kill_active
+    for CRASH_AFTER_MS in 0 100 300 1000 3000; do
+        run_scenario "switchover, new active dies +${CRASH_AFTER_MS} ms" switchover_then_crash
+    done
 done
 
 fault_table

@@ -168,6 +168,10 @@ taken_back() {   # taken_back WHAT BREAK MEND
     t_match "$what: a write through the address succeeds" "$(pair_client_write "after-$note")" '^[0-9][0-9]*$'
     tb_poll 10 pair_prop_is b PeerState alive || t_fail "$what: b is heard again"
     t_eq "$what: b never took over" "$(pair_prop b Role)" standby
+    if ! pair_prop_is b Role standby; then   # what happened, for the record
+        pair_exec b journalctl -q -u kusu-hbd -u kusu-effectord -o short-precise --since=-90s | grep -v 'resource\|progress' | tail -40 | sed 's/^/#   b: /'
+        pair_exec a journalctl -q -u kusu-hbd -o short-precise --since=-90s | grep -v 'resource' | tail -25 | sed 's/^/#   a: /'
+    fi
     tb_poll 30 in_sync_b && t_pass "$what: b is a synchronous standby of a again" || t_fail "$what: b in sync again" "$(pair_prop b Synchronous)"
 }
 freeze_b() { hbd_b=$(pair_exec b systemctl show -P MainPID kusu-hbd.service); pair_exec b kill -STOP "$hbd_b"; }

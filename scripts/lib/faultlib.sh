@@ -19,10 +19,13 @@ now_ns() { date +%s%N; }
 # The active node: the one whose monitor says active and holds the address.
 active_node() { local h; h=$(pair_vip_holder); case $h in a|b) echo "$h" ;; *) echo none ;; esac; }
 in_sync() { pair_prop_is "$(other "$1")" Synchronous sync; }
-settled() {   # settled ACTIVE — ACTIVE active with the address, the other standby and in sync
+settled() {   # settled ACTIVE — ACTIVE active with the address, the other standby, in sync and streaming
     local s; s=$(other "$1")
     pair_prop_is "$1" Role active && pair_prop_is "$s" Role standby && pair_vip_holder_is "$1" &&
-        pair_prop_is "$s" Synchronous sync && pair__units_active "$1"
+        pair_prop_is "$s" Synchronous sync && pair__units_active "$1" &&
+        # (In sync is also said while the old primary of a handover rejoins: streaming too, as the
+        # active node's effector sees it, so a switchback is not refused.)
+        [ "$(pair_effector_prop "$1" ReplicationState)" = streaming ]
 }
 
 # --- the sampler: who holds the address, every 50 ms ---------------------------------------------
@@ -89,7 +92,14 @@ run_scenario() {
     pair_writer_stop
     sampler_stop
     act=$(active_node)
-    [ "$rc" = 0 ] || { ok=0; t_fail "$name: the scenario's own checks"; }
+    if [ "$rc" != 0 ]; then
+        ok=0; t_fail "$name: the scenario's own checks"
+        local n
+        for n in a b; do   # the state it ended in, for the record
+            echo "#   $n: Role $(pair_prop "$n" Role), Synchronous $(pair_prop "$n" Synchronous), units $(pair_units_state "$n" 2>/dev/null)," \
+                "database $(pair_sql "$n" 'SELECT pg_is_in_recovery()' 2>/dev/null), holder $(pair_vip_holder)"
+        done
+    fi
     both=$(longest_both)
     if [ "$both" -le "$INTERVAL_MS" ]; then t_pass "$name: never two holders longer than ${INTERVAL_MS} ms (longest $both ms)"; else ok=0; t_fail "$name: two holders for $both ms"; fi
     if [ "$act" = none ]; then

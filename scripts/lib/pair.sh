@@ -77,6 +77,13 @@ pair_prop() {
 }
 pair_prop_is() { [ "$(pair_prop "$1" "$2")" = "$3" ]; }
 
+# pair_effector_prop a|b PROPERTY — an Effector1 property, value only.
+pair_effector_prop() {
+    busctl --address="$(node_bus "$(pair_node "$1")" 2>/dev/null)" get-property \
+        org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 "$2" 2>/dev/null |
+        sed -E 's/^[a-z()]+ //; s/^"(.*)"$/\1/'
+}
+
 # pair__holds a|b — the node is up and holds the floating address on eth0.
 # (A crashed node holds nothing: pair_crash removes what its namespace kept.)
 pair__holds() {
