@@ -82,8 +82,10 @@ extension HeartbeatMonitor {
     /// once that position is replayed here, or after the grace time if the peer's primary
     /// waited for us on every commit.
     func followHandover() {
-        guard !waitingForReplay, role == .standby else { return }
+        guard !waitingForReplay, role == .standby, loop.now >= handoverRetryAt else { return }
         let finalLSN = tracker.peerLSN
+        // A handover this node took and gave back (its takeover failed): the peer takes it back.
+        guard finalLSN != gaveRoleBackAtLSN else { return }
         let seen = handoverSeenAt ?? loop.now
         handoverSeenAt = seen
         guard configuration.database != nil else {
@@ -140,6 +142,7 @@ extension HeartbeatMonitor {
             // A failed call is not retried at once (the effector may be restarting); a plain
             // timeout is (the call itself waited).
             let delay: Duration = retryAfterFailure ? .seconds(1) : .zero
+            handoverRetryAt = loop.now + delay  // (not at every heartbeat meanwhile)
             reevaluation = try? loop.addTimer(at: loop.now + delay) { [unowned self] in evaluateAutomatic() }
         }
     }

@@ -68,6 +68,10 @@ extension HeartbeatMonitor {
         } else if tracker.peerHandover && tracker.peerRole == .standby {
             // Switchover: the peer stopped cleanly at its final LSN; take over once it is replayed.
             return followHandover()
+        } else if gaveRoleBackAtLSN != nil {
+            // This node gave back the role it failed to take over: the peer takes it back, and
+            // this node's promoted database (the newer one, by the election's rule) must not win.
+            return refuse(.notElected("this node's takeover failed and it gave the role back: the peer takes it back"))
         } else if handoverSynchronous != nil {
             // This node is handing the role over (released; its database is being stopped): the
             // peer takes over, or the role is taken back if it does not (checkHandoverProgress).
@@ -154,6 +158,7 @@ extension HeartbeatMonitor {
     /// `afterHandover`: this takeover completes the peer's handover (see RoleMachine.Action.takeover).
     func takeOver(_ reason: String, afterHandover: Bool = false) {
         lastAutomaticRefusal = nil
+        gaveRoleBackAtLSN = nil
         stoppedCleanlyInHandover = false
         followedAt = nil
         if handoverLSN != nil || reclaimAt != nil {
@@ -338,17 +343,28 @@ extension HeartbeatMonitor {
                         // The old primary is waited for from the first commit: hold it as present while it rejoins.
                         replicationGuard?.holdAfterHandover(at: MonotonicInstant(loop.now))
                     }
-                    let detail: String
-                    switch result {
-                    case .success: detail = ""
-                    case .failure(let error): detail = error.message
+                    // The outcome is the reply's kind, never its text (an error may carry no message).
+                    var succeeded = true
+                    var detail = ""
+                    if case .failure(let error) = result {
+                        succeeded = false
+                        detail = error.message.isEmpty ? error.name : error.message
                     }
-                    execute(roles.takeoverFinished(success: detail.isEmpty, detail: detail))
+                    execute(roles.takeoverFinished(success: succeeded, detail: detail))
+                    if afterHandover && !succeeded && role == .failed {
+                        // The old primary is alive and waits to take the role back: give it back
+                        // (release what this node may hold); its database rejoins afterwards.
+                        gaveRoleBackAtLSN = tracker.peerLSN
+                        logger.warning(
+                            "the takeover completing the handover failed: giving the role back",
+                            metadata: ["peer.name": "\(configuration.peerNode.name)", "error": "\(detail)"])
+                        execute(roles.beginRelease(reason: "the takeover completing the handover failed: \(detail)"))
+                    }
                     if takingBack {
                         takingBack = false
                         let peer = configuration.peerNode.name
                         finishSwitchover(.failure(.failed(
-                            "the peer \(peer) was lost before it took over; this node took the active role back"
+                            "the peer \(peer) did not take over (it was lost, or its takeover failed); this node took the active role back"
                                 + (detail.isEmpty ? "" : ", and that failed: \(detail)"))))
                     } else if requestSwitchoverUntil != nil || switchoverCall != nil && role != .releasing {
                         requestSwitchoverUntil = nil
@@ -358,9 +374,13 @@ extension HeartbeatMonitor {
                 }
             case .release(let reason):
                 callEffector(Effector1.Method.release, reason: reason) { [unowned self] result in
+                    var succeeded = true
                     var detail = ""
-                    if case .failure(let error) = result { detail = error.message }
-                    execute(roles.releaseFinished(success: detail.isEmpty, detail: detail))
+                    if case .failure(let error) = result {
+                        succeeded = false
+                        detail = error.message.isEmpty ? error.name : error.message
+                    }
+                    execute(roles.releaseFinished(success: succeeded, detail: detail))
                     done?(result)
                 }
             }
@@ -507,6 +527,7 @@ extension HeartbeatMonitor {
 
     /// The peer's role changed: a switchover may have completed.
     func switchoverProgress() {
+        if tracker.peerRole == .active { gaveRoleBackAtLSN = nil }
         if handoverLSN != nil || reclaimAt != nil, tracker.peerRole == .active {
             handoverLSN = nil
             handoverSynchronous = nil
@@ -516,6 +537,16 @@ extension HeartbeatMonitor {
         }
         if requestSwitchoverUntil != nil, tracker.peerRole == .standby || role == .active {
             requestSwitchoverUntil = nil
+        }
+        if handoverLSN != nil, tracker.peerRole == .failed || tracker.peerRole == .releasing {
+            // The peer's takeover failed and it gives the role back: withdraw the handover and
+            // take the role back now (the address probe waits for its release).
+            logger.warning(
+                "the peer's takeover failed: withdrawing the handover, taking the role back",
+                metadata: ["peer.name": "\(configuration.peerNode.name)", "peer.role": "\(tracker.peerRole?.rawValue ?? "unknown")"])
+            handoverLSN = nil
+            reclaimAt = loop.now - configuration.cluster.dead
+            checkHandoverProgress()
         }
     }
 

@@ -78,6 +78,12 @@ public final class HeartbeatMonitor {
     /// whether a WaitForReplay call is under way.
     var handoverSeenAt: Duration?
     var waitingForReplay = false
+    /// After a failed WaitForReplay: the next one not before this instant.
+    var handoverRetryAt: Duration = .zero
+    /// The final LSN of a handover whose takeover failed here and was given back: not followed
+    /// again, and no startup election meanwhile (the peer takes the role back). Cleared when
+    /// the peer is active or this node takes over.
+    var gaveRoleBackAtLSN: UInt64?
     /// A takeover that takes the role back after a handover the peer never completed.
     var takingBack = false
     /// The last refusal of the peer's switchover request that was logged.

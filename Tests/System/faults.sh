@@ -19,7 +19,8 @@
 # of every heartbeat link with the service network up; the active node cut off from the
 # service network for 4 s (it hands over to the standby); PostgreSQL killed on the active node; a switchover and a
 # switchback under load; a burst of forged heartbeat packets; a switchover after which the new
-# active node dies hard 0, 100, 300, 1000 or 3000 ms later (the old one takes the role back).
+# active node dies hard 0, 100, 300, 1000 or 3000 ms later (the old one takes the role back); a
+# switchover onto a standby whose takeover fails after its promotion (it gives the role back).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/lib/testbed.sh"
@@ -142,6 +143,28 @@ switchover_then_crash() {
     tb_poll 90 settled "$act"
 }
 
+# takeover_fails ACTIVE — a switchover onto a standby whose nginx cannot start (a broken
+# configuration): its takeover fails after the promotion; it gives the role back at once (releases
+# what it holds), the old active node takes it back, and the failed side's promoted database
+# rejoins as a standby (pg_rewind): never two primaries that both serve, no acknowledged row lost.
+takeover_fails() {
+    local act=$1 s out; s=$(other "$1")
+    pair_exec "$s" sh -c 'cp /etc/nginx/sites-enabled/default /root/kusu-site.good && echo "not nginx syntax" >>/etc/nginx/sites-enabled/default'
+    out=$(pair_exec "$act" kusu-ha --no-ask-password switchover 2>&1) && { echo "# the switchover succeeded: $out"; }
+    echo "# switchover onto $s whose nginx cannot start: $out"
+    pair_exec "$s" sh -c 'cp /root/kusu-site.good /etc/nginx/sites-enabled/default'
+    local rc=0
+    pair_prop_is "$act" Role active && pair_vip_holder_is "$act" || { echo "# $act did not take the role back"; rc=1; }
+    pair_exec "$s" journalctl -q -u kusu-hbd -o cat --since=-60s | grep -q 'the takeover completing the handover failed: giving the role back' ||
+        { echo "# $s did not give the role back"; rc=1; }
+    # The failed side's database was promoted, then rewound: a standby of the active node again.
+    rewound() { [ "$(pair_sql "$s" 'SELECT pg_is_in_recovery()' 2>/dev/null)" = t ]; }
+    tb_poll 60 rewound || { echo "# $s's database is still a primary"; rc=1; }
+    pair_exec "$s" kusu-ha --no-ask-password resource cleanup >/dev/null
+    tb_poll 60 settled "$act" || return 1
+    return "$rc"
+}
+
 forged_burst() {
     local act=$1 s before after; s=$(other "$1")
     sed "s|^auth_key_file = .*|auth_key_file = \"$TB_DIR/authkey\"|" "$W/$act/kusu-ha.toml" >"$W/inject.toml"
@@ -173,6 +196,7 @@ for run in $(seq 1 "$RUNS"); do
     run_scenario "forged heartbeat burst" forged_burst
     run_scenario "switchover and switchback" switchover_and_back
     run_scenario "hard kill of the active node + return" hard_kill_active
+    run_scenario "switchover onto a standby whose takeover fails" takeover_fails
     for CRASH_AFTER_MS in 0 100 300 1000 3000; do
         run_scenario "switchover, new active dies +${CRASH_AFTER_MS} ms" switchover_then_crash
     done
