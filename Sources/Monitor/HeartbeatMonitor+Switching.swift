@@ -343,13 +343,7 @@ extension HeartbeatMonitor {
                         // The old primary is waited for from the first commit: hold it as present while it rejoins.
                         replicationGuard?.holdAfterHandover(at: MonotonicInstant(loop.now))
                     }
-                    // The outcome is the reply's kind, never its text (an error may carry no message).
-                    var succeeded = true
-                    var detail = ""
-                    if case .failure(let error) = result {
-                        succeeded = false
-                        detail = error.message.isEmpty ? error.name : error.message
-                    }
+                    let (succeeded, detail) = Self.outcome(result)
                     execute(roles.takeoverFinished(success: succeeded, detail: detail))
                     if afterHandover && !succeeded && role == .failed {
                         // The old primary is alive and waits to take the role back: give it back
@@ -374,17 +368,19 @@ extension HeartbeatMonitor {
                 }
             case .release(let reason):
                 callEffector(Effector1.Method.release, reason: reason) { [unowned self] result in
-                    var succeeded = true
-                    var detail = ""
-                    if case .failure(let error) = result {
-                        succeeded = false
-                        detail = error.message.isEmpty ? error.name : error.message
-                    }
+                    let (succeeded, detail) = Self.outcome(result)
                     execute(roles.releaseFinished(success: succeeded, detail: detail))
                     done?(result)
                 }
             }
         }
+    }
+
+    /// An effector operation's outcome: from the reply's kind, never its text (an error reply may
+    /// carry no message), with the error in words (its name when it has no message).
+    static func outcome(_ result: Result<Void, DBusError>) -> (succeeded: Bool, detail: String) {
+        guard case .failure(let error) = result else { return (true, "") }
+        return (false, error.message.isEmpty ? error.name : error.message)
     }
 
     /// Calls Takeover/Release(reason) on the effector.

@@ -1,4 +1,5 @@
 import ClusterCore
+import DBusKit
 import Logging
 import Testing
 
@@ -97,4 +98,14 @@ import Testing
         name = "b"
         addresses = ["198.18.0.12"]
         """
+}
+
+@Suite struct OperationOutcomeTests {
+    /// An error reply without a message is a failure (it was once taken for a success).
+    @Test func anErrorWithoutAMessageIsAFailureNamedByItsName() {
+        let nameless = DBusError(name: "org.kusu.Effector1.Error.UnitFailed", message: "")
+        #expect(HeartbeatMonitor.outcome(.failure(nameless)) == (false, "org.kusu.Effector1.Error.UnitFailed"))
+        #expect(HeartbeatMonitor.outcome(.failure(DBusError(name: "x.Y", message: "units failed"))) == (false, "units failed"))
+        #expect(HeartbeatMonitor.outcome(.success(())) == (true, ""))
+    }
 }
