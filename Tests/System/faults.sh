@@ -196,7 +196,7 @@ for run in $(seq 1 "$RUNS"); do
     run_scenario "forged heartbeat burst" forged_burst
     run_scenario "switchover and switchback" switchover_and_back
     run_scenario "hard kill of the active node + return" hard_kill_active
-    run_scenario "switchover onto a standby whose takeover fails" takeover_fails
+    run_scenario "switchover, standby's takeover fails" takeover_fails
     for CRASH_AFTER_MS in 0 100 300 1000 3000; do
         run_scenario "switchover, new active dies +${CRASH_AFTER_MS} ms" switchover_then_crash
     done
