@@ -88,9 +88,26 @@ public final class UnitManager {
 
     /// Starts `unit` (StartUnit, mode "replace") and waits for its job's result:
     /// "done" is success, any other result is `.jobFailed` carrying it.
+    ///
+    /// The unit's failed state and systemd's start rate limit are reset first (ResetFailedUnit):
+    /// a start from here is kusu-ha's decision that the unit runs on this node now (a takeover,
+    /// or a restart within kusu-hbd's own migration threshold), and failures from before — a
+    /// unit given up here when this node was active a few seconds ago — must not make systemd
+    /// refuse it with "start-limit-hit". The reset is sent just before StartUnit on the same
+    /// connection, so systemd handles it first without a round trip of its own; its reply is
+    /// not waited for (a unit that is not loaded, or not failed, answers with an error that
+    /// changes nothing).
     public func start(_ unit: String, timeout: Duration,
                       completion: @escaping (Result<Void, UnitError>) -> Void) {
-        runJob("StartUnit", verb: "start", unit: unit, timeout: timeout, completion: completion)
+        runJob("StartUnit", verb: "start", unit: unit, timeout: timeout, beforeCall: { [weak self] in
+            self?.resetFailed(unit)
+        }, completion: completion)
+    }
+
+    /// ResetFailedUnit(unit), its reply ignored.
+    private func resetFailed(_ unit: String) {
+        _ = try? bus.call(destination: Self.destination, path: Self.managerPath, interface: Self.managerInterface,
+                          member: "ResetFailedUnit", [.string(unit)]) { _ in }
     }
 
     /// Stops `unit` (StopUnit, mode "replace") and waits for its job's result.
@@ -145,7 +162,8 @@ public final class UnitManager {
         }
     }
 
-    private func runJob(_ method: MemberName, verb: String, unit: String, timeout: Duration, afterQueued: (() -> Void)? = nil,
+    private func runJob(_ method: MemberName, verb: String, unit: String, timeout: Duration,
+                        beforeCall: (() -> Void)? = nil, afterQueued: (() -> Void)? = nil,
                         completion: @escaping (Result<Void, UnitError>) -> Void) {
         let op = JobOperation(id: nextOperationID, unit: unit, verb: verb, completion: completion)
         nextOperationID += 1
@@ -167,14 +185,16 @@ public final class UnitManager {
                                              message: "\(verb) of \(unit): \(error.message)")))
                 return
             }
-            self.callJobMethod(method, op: op, deadline: deadline, afterQueued: afterQueued)
+            self.callJobMethod(method, op: op, deadline: deadline, beforeCall: beforeCall, afterQueued: afterQueued)
         }
     }
 
-    private func callJobMethod(_ method: MemberName, op: JobOperation, deadline: Duration, afterQueued: (() -> Void)?) {
+    private func callJobMethod(_ method: MemberName, op: JobOperation, deadline: Duration,
+                               beforeCall: (() -> Void)?, afterQueued: (() -> Void)?) {
         let unit = op.unit
         let remaining = deadline - bus.loop.now
         guard remaining > .zero else { return }     // the timer finishes it
+        beforeCall?()
         awaitingReply[op.id] = op
         do {
             op.call = try bus.call(destination: Self.destination, path: Self.managerPath,

@@ -182,7 +182,8 @@ public final class Effector {
                 error = failure.message
                 metadata["error"] = "\(failure.message)"
                 metadata["message.id"] = "\(MessageID.operationFailed)"
-                logger.error("effector operation failed", metadata: metadata)
+                // The reason in the message too: `journalctl -u kusu-effectord` shows it without -o verbose.
+                logger.error("effector operation failed: \(failure.message)", metadata: metadata)
             }
             lastOperation = LastOperation(
                 name: operation.name, reason: reason, finishedUSec: wallClock(), success: error.isEmpty, error: error)

@@ -53,6 +53,14 @@ Description=kusu test: fails to start
 Type=oneshot
 ExecStart=/bin/false
 EOF
+unit kusu-limited.service <<'EOF'
+[Unit]
+Description=kusu test: fails until /run/kusu-limited.ok exists, at most 2 starts a minute
+StartLimitIntervalSec=60
+StartLimitBurst=2
+[Service]
+ExecStart=/bin/sh -c 'test -e /run/kusu-limited.ok && exec sleep infinity'
+EOF
 unit kusu-slow.service <<'EOF'
 [Unit]
 Description=kusu test: takes a second to start
@@ -128,6 +136,22 @@ case $ERR in
     *) t_fail "job result 'failed' reported naming the unit" "got: $ERR" ;;
 esac
 t_eq "kusu-fails is failed" "$(is_active kusu-fails.service)" failed
+
+# A unit that hit systemd's start rate limit (given up on this node a moment ago) starts once
+# it is fixed: a start from kusu-ha resets the failed state and the limit first.
+node_exec "$NODE" systemctl start kusu-limited.service 2>/dev/null
+node_exec "$NODE" systemctl start kusu-limited.service 2>/dev/null
+node_exec "$NODE" systemctl start kusu-limited.service 2>/dev/null
+t_eq "a unit failing again and again ends failed" "$(is_active kusu-limited.service)" failed
+if node_exec "$NODE" journalctl -q -u kusu-limited.service -o cat | grep -q 'Start request repeated too quickly'; then
+    t_pass "... having hit systemd's start rate limit"
+else t_fail "... having hit systemd's start rate limit" "$(node_exec "$NODE" journalctl -q -u kusu-limited.service -o cat | tail -3)"; fi
+node_exec "$NODE" touch /run/kusu-limited.ok
+probe start kusu-limited.service
+if [ "$RC" = 0 ] && [ "$(is_active kusu-limited.service)" = active ]; then
+    t_pass "once fixed it starts: the failed state and the start limit are reset first"
+else t_fail "once fixed it starts" "rc=$RC: $ERR"; fi
+probe stop kusu-limited.service
 
 probe start kusu-dep.service
 case "$RC $ERR" in

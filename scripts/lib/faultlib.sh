@@ -116,7 +116,7 @@ run_scenario() {
         mkdir -p "$FAULT_LOG_DIR"
         local n since=$(( (t0 / 1000000000) - 5 ))
         for n in a b; do
-            pair_exec "$n" journalctl -q -o short-precise --since "@$since" -u kusu-hbd -u kusu-effectord -u kusu-pg \
+            pair_exec "$n" journalctl -q -o short-precise --since "@$since" \
                 >"$FAULT_LOG_DIR/${name//[^a-z0-9]/_}-$n-$(date +%s).log" 2>&1
         done
     fi
