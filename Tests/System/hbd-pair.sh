@@ -156,6 +156,11 @@ fi
 t_eq "PeerState is dead" "$(tb_prop a PeerState)" dead
 t_check "both links down once the peer is dead" bash -c "! busctl --address=$(tb_bus_address a) get-property $H $P $H Links | grep -q true"
 t_check "the journal line for the transition has structured fields" grep -q 'peer state changed.*peer.state=dead' "$TB_DIR/a/hbd.log"
+# auto_failover = false (these monitors' configuration): the peer's death is not acted on.
+stays_standby() { local i; for i in $(seq 1 20); do [ "$(tb_prop a Role)" = standby ] || return 1; sleep 0.05; done; }
+t_check "auto_failover = false: no takeover after the peer died (Role stays standby for 1 s)" stays_standby
+t_eq "... and FailoverReadiness says why" "$(tb_prop a FailoverReadiness)" 'false "automatic failover is off"'
+t_check "... and the journal too" grep -q 'automatic failover is off' "$TB_DIR/a/hbd.log"
 
 # --- losing the system bus ends kusu-hbd with a failure (systemd restarts it) ----
 pid_a=$(tb_hbd_pid a)

@@ -321,5 +321,6 @@ for run in $(seq 1 "$RUNS"); do
     run_scenario "refused onto a standby not ready" standby_not_ready
 done
 
+fault_ledger_check
 fault_table
 t_summary

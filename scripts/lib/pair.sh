@@ -213,6 +213,7 @@ pair_writer_stop() {
 # test bed's, it outlives the container; a real machine's NIC would be silent).
 pair_crash() {
     local n=$1
+    : >"$TB_DIR/cut-$n"   # for the fault suites' sampler: from here on it serves nobody
     tb_link "$n" 0 down; tb_link "$n" 1 down; tb_link "$n" 2 down
     node_crash "$(pair_node "$n")"
     ip -n "$(tb_ns "$n")" addr del "$PAIR_VIP/24" dev eth0 2>/dev/null
@@ -226,6 +227,7 @@ pair_crash() {
 pair_return() {
     local n=$1 dir=$2 bin=$3
     tb_link "$n" 0 up; tb_link "$n" 1 up; tb_link "$n" 2 up
+    rm -f "$TB_DIR/cut-$n"
     pair__boot_node "$dir/$n" "$n" "$bin" || return 1
     pair_exec "$n" systemctl start kusu-hbd.socket kusu-hbd.service
 }
