@@ -41,6 +41,11 @@ public struct Heartbeat: Equatable, Sendable {
     /// An operator's `kusu-ha resource cleanup` on the sender, repeated for a while so the
     /// receiver forgets the same failures (nil: none).
     public var cleanup: ResourceCleanup?
+    /// The largest generation, sequence number or epoch a heartbeat may carry: 2^62. A
+    /// generation is a wall-clock time in µs (2^62 µs is 146,000 years), an epoch counts
+    /// takeovers; the margin above keeps `epoch + 1` and similar arithmetic far from overflow.
+    public static let maximumCounter: UInt64 = 1 << 62
+
     /// Chosen by the sender at start, higher than any it used before; a higher generation
     /// means the sender restarted.
     public var generation: UInt64
@@ -147,6 +152,10 @@ public enum PacketRejection: String, Error, Sendable, CaseIterable {
     case malformed
     /// The MAC does not match: forged, corrupted, or signed with another key.
     case badSignature
+    /// Signed, but a generation, sequence or epoch above ``Heartbeat/maximumCounter``: no
+    /// genuine node gets there, and persisting such a value would poison this node's state
+    /// (or make the next takeover's epoch overflow).
+    case outOfRange
     /// From another cluster.
     case wrongCluster
     /// From a node that is not our peer.

@@ -141,6 +141,8 @@ public enum HeartbeatCodec {
         let authentic = HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: bytes[..<signedEnd], using: key.key)
         guard authentic else { return .failure(.badSignature) }
         guard reader.remaining == 0 else { return .failure(.malformed) }
+        guard generation <= Heartbeat.maximumCounter, sequence <= Heartbeat.maximumCounter, epoch <= Heartbeat.maximumCounter
+        else { return .failure(.outOfRange) }
 
         guard let role = NodeRole(wireCode: roleCode),
             let clusterName = name(cluster), let nodeName = name(node),

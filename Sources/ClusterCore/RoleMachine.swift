@@ -33,7 +33,9 @@ public struct RoleMachine: Sendable, Equatable {
     public mutating func beginTakeover(peerEpoch: UInt64, reason: String, afterHandover: Bool = false) -> [Action] {
         guard role == .standby || role == .failed else { return [] }
         let old = role
-        epoch = max(epoch, peerEpoch) + 1
+        // Never above Heartbeat.maximumCounter (the decoder refuses larger peer epochs, the
+        // state store larger persisted ones), so this cannot overflow; at the bound it stays.
+        epoch = min(max(epoch, peerEpoch), Heartbeat.maximumCounter - 1) + 1
         role = .takingOver
         return [
             .persistEpoch(epoch), .roleChanged(from: old, to: .takingOver, reason: reason),

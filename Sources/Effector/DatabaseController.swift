@@ -520,18 +520,21 @@ public enum StandbySetup {
         postgresBinDirectory: String = "/usr/lib/postgresql/15/bin", restoreTargetWAL: Bool = false,
         rewindTimeout: Duration = .seconds(600)
     ) throws(DatabaseError) {
-        var info = stat()
-        guard stat(dataDirectory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw DatabaseError(.rejoinFailed, "the data directory \(dataDirectory) does not exist: \(errnoText())")
+        // The data directory belongs to the database owner: no link of theirs is followed
+        // (SafeFiles.swift).
+        let directory: SafeDirectory
+        let owner: (uid: uid_t, gid: gid_t)
+        do {
+            directory = try SafeDirectory.open(dataDirectory)
+            owner = try directory.owner()
+        } catch {
+            throw DatabaseError(.rejoinFailed, "the data directory \(dataDirectory) cannot be used: \(error.message)")
         }
-        if access("\(dataDirectory)/postmaster.pid", F_OK) == 0 {
-            // A stale pid file after a crash is fine for pg_rewind (it checks the control file); we
-            // only refuse when the postmaster named in it is really running.
-            if let pid = postmasterPID(dataDirectory), kill(pid, 0) == 0 {
-                throw DatabaseError(.rejoinFailed, "PostgreSQL is still running in \(dataDirectory) (pid \(pid)): stop it before rejoining")
-            }
+        // A stale pid file after a crash is fine for pg_rewind (it checks the control file); we
+        // only refuse when the postmaster named in it is really running.
+        if let pid = postmasterPID(directory), kill(pid, 0) == 0 {
+            throw DatabaseError(.rejoinFailed, "PostgreSQL is still running in \(dataDirectory) (pid \(pid)): stop it before rejoining")
         }
-        let owner = (uid: info.st_uid, gid: info.st_gid)
         if rewind {
             try checkpointIfTimelineNotInControlFile(primaryConninfo, ownerUID: owner.uid)
             var command = ["\(postgresBinDirectory)/pg_rewind", "--source-server=\(primaryConninfo)", "--target-pgdata=\(dataDirectory)"]
@@ -550,13 +553,17 @@ public enum StandbySetup {
                 throw DatabaseError(.rejoinFailed, "pg_rewind of \(dataDirectory) from the new primary failed (\(result.statusText)): \(result.lastLines)")
             }
         }
-        try writeOwnedFile("\(dataDirectory)/standby.signal", contents: "", uid: owner.uid, gid: owner.gid)
-        let autoConf = "\(dataDirectory)/postgresql.auto.conf"
-        let existing: String
-        do { existing = try readFile(autoConf) } catch { throw DatabaseError(.rejoinFailed, error.message) }
-        let conninfo = primaryConninfo + " application_name=" + PostgresConnection.quote(applicationName)
-        let updated = replacingSetting("primary_conninfo", with: configQuote(conninfo), in: existing)
-        try writeOwnedFile(autoConf, contents: updated, uid: owner.uid, gid: owner.gid)
+        // pg_rewind ran as the owner: the directory is opened again (it may have been replaced).
+        do {
+            let directory = try SafeDirectory.open(dataDirectory)
+            try directory.writeOwnedFile("standby.signal", contents: "", uid: owner.uid, gid: owner.gid)
+            let existing = try directory.readRegularFile("postgresql.auto.conf") ?? ""
+            let conninfo = primaryConninfo + " application_name=" + PostgresConnection.quote(applicationName)
+            let updated = replacingSetting("primary_conninfo", with: configQuote(conninfo), in: existing)
+            try directory.writeOwnedFile("postgresql.auto.conf", contents: updated, uid: owner.uid, gid: owner.gid)
+        } catch {
+            throw DatabaseError(.rejoinFailed, error.message)
+        }
     }
 
     /// Polls `controller.status()` every 100 ms until the server is a standby whose WAL receiver
@@ -663,69 +670,11 @@ public enum StandbySetup {
         return quoted + "'"
     }
 
-    static func postmasterPID(_ dataDirectory: String) -> pid_t? {
-        guard let text = try? readFile("\(dataDirectory)/postmaster.pid"),
+    static func postmasterPID(_ directory: SafeDirectory) -> pid_t? {
+        guard let text = try? directory.readRegularFile("postmaster.pid", limit: 4096),
             let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingSpaces), pid > 0
         else { return nil }
         return pid
-    }
-}
-
-// MARK: - Files
-
-struct FileError: Error {
-    var message: String
-}
-
-func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
-
-func readFile(_ path: String) throws(FileError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-        if errno == ENOENT { return "" }
-        throw FileError(message: "cannot read \(path): \(errnoText())")
-    }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw FileError(message: "cannot read \(path): \(errnoText())")
-        }
-        if count == 0 { break }
-        bytes.append(contentsOf: buffer[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-/// Writes `path` atomically (temporary file, fsync, rename), owned by uid:gid, mode 0600.
-func writeOwnedFile(_ path: String, contents: String, uid: uid_t, gid: gid_t) throws(DatabaseError) {
-    let temporary = path + ".kusu-tmp"
-    unlink(temporary)
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw DatabaseError(.rejoinFailed, "cannot create \(temporary): \(errnoText())") }
-    var failure: String?
-    let bytes = Array(contents.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-        if written < 0 {
-            if errno == EINTR { continue }
-            failure = "cannot write \(temporary): \(errnoText())"
-            break
-        }
-        offset += written
-    }
-    if failure == nil, getuid() == 0 || geteuid() == 0, fchown(fd, uid, gid) != 0 { failure = "cannot give \(temporary) to uid \(uid): \(errnoText())" }
-    if failure == nil, fchmod(fd, 0o600) != 0 { failure = "cannot chmod \(temporary): \(errnoText())" }
-    if failure == nil, fsync(fd) != 0 { failure = "cannot sync \(temporary): \(errnoText())" }
-    close(fd)
-    if failure == nil, rename(temporary, path) != 0 { failure = "cannot replace \(path): \(errnoText())" }
-    if let failure {
-        unlink(temporary)
-        throw DatabaseError(.rejoinFailed, failure)
     }
 }
 

@@ -100,7 +100,7 @@ extension StandbySetup {
         postgresBinDirectory: String = "/usr/lib/postgresql/15/bin", copyTimeout: Duration = .seconds(6 * 3600),
         progress: (String) -> Void = { _ in }
     ) throws(DatabaseError) -> CloneMethod {
-        if let pid = postmasterPID(dataDirectory), kill(pid, 0) == 0 {
+        if let directory = try? SafeDirectory.open(dataDirectory), let pid = postmasterPID(directory), kill(pid, 0) == 0 {
             throw DatabaseError(.rejoinFailed, "PostgreSQL is still running in \(dataDirectory) (pid \(pid)): stop it first")
         }
         let owner = try dataOwner(dataDirectory)
@@ -135,27 +135,33 @@ extension StandbySetup {
 
     /// Sets `settings` in postgresql.auto.conf (each replacing an existing line).
     static func configure(_ dataDirectory: String, settings: [(String, String)], owner: (uid: uid_t, gid: gid_t)) throws(DatabaseError) {
-        let path = "\(dataDirectory)/postgresql.auto.conf"
-        var text: String
-        do { text = try readFile(path) } catch { throw DatabaseError(.rejoinFailed, error.message) }
-        for (name, value) in settings { text = replacingSetting(name, with: value, in: text) }
-        try writeOwnedFile(path, contents: text, uid: owner.uid, gid: owner.gid)
+        do {
+            let directory = try SafeDirectory.open(dataDirectory)
+            var text = try directory.readRegularFile("postgresql.auto.conf") ?? ""
+            for (name, value) in settings { text = replacingSetting(name, with: value, in: text) }
+            try directory.writeOwnedFile("postgresql.auto.conf", contents: text, uid: owner.uid, gid: owner.gid)
+        } catch {
+            throw DatabaseError(.rejoinFailed, error.message)
+        }
     }
 
     /// The owner of the data directory, or of its parent when it does not exist yet.
     static func dataOwner(_ dataDirectory: String) throws(DatabaseError) -> (uid: uid_t, gid: gid_t) {
+        // Read without following links: a link in place of the data directory would name the
+        // owner of whatever it points to (root's /root, say) as the user to run the copy as.
+        let (parentPath, name) = splitPath(dataDirectory)
+        let parent: SafeDirectory
+        do { parent = try SafeDirectory.open(parentPath) } catch {
+            throw DatabaseError(.rejoinFailed, "the directory of \(dataDirectory) cannot be used: \(error.message)")
+        }
         var info = stat()
-        if stat(dataDirectory, &info) == 0 {
+        if fstatat(parent.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else {
-                throw DatabaseError(.rejoinFailed, "\(dataDirectory) exists and is not a directory")
+                throw DatabaseError(.rejoinFailed, "\(dataDirectory) exists and is not a directory (a link is not followed)")
             }
             return (info.st_uid, info.st_gid)
         }
-        let parent = String(dataDirectory.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
-        guard !parent.isEmpty, stat(parent, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw DatabaseError(.rejoinFailed, "neither \(dataDirectory) nor its parent directory exists: \(errnoText())")
-        }
-        return (info.st_uid, info.st_gid)
+        do { return try parent.owner() } catch { throw DatabaseError(.rejoinFailed, error.message) }
     }
 
     /// The system identifier of the cluster in `dataDirectory` (pg_controldata), nil when it
@@ -220,28 +226,35 @@ extension StandbySetup {
         dataDirectory: String, primaryConninfo: String, slot: String, owner: (uid: uid_t, gid: gid_t),
         postgresBinDirectory: String, timeout: Duration, progress: (String) -> Void
     ) throws(DatabaseError) {
+        // All in the parent directory, reached without following another user's links; names
+        // are renamed and removed relative to it (a link swapped in is moved, never followed),
+        // and trees are removed by the owner (rm as root would go wherever a link pointed).
+        let (parentPath, name) = splitPath(dataDirectory)
+        let parent: SafeDirectory
+        do { parent = try SafeDirectory.open(parentPath) } catch {
+            throw DatabaseError(.rejoinFailed, "the directory of \(dataDirectory) cannot be used: \(error.message)")
+        }
+        let previousName = name + ".kusu-previous"
         let previous = dataDirectory + ".kusu-previous"
         var movedAside = false
         if directoryHasEntries(dataDirectory) {
-            if access(previous, F_OK) == 0 { try removeTree(previous) }
-            guard rename(dataDirectory, previous) == 0 else {
+            if parent.contains(previousName) { try removeTree(previousName, in: parent, owner: owner) }
+            guard renameat(parent.fd, name, parent.fd, previousName) == 0 else {
                 throw DatabaseError(.rejoinFailed, "cannot move \(dataDirectory) aside to \(previous): \(errnoText())")
             }
             movedAside = true
             progress("the previous data directory is kept as \(previous)")
-        } else if access(dataDirectory, F_OK) == 0 {
-            rmdir(dataDirectory)
+        } else if parent.contains(name) {
+            unlinkat(parent.fd, name, AT_REMOVEDIR)
         }
         func restore() {
-            try? removeTree(dataDirectory)
-            if movedAside { rename(previous, dataDirectory) }
+            try? removeTree(name, in: parent, owner: owner)
+            if movedAside { renameat(parent.fd, previousName, parent.fd, name) }
         }
-        guard mkdir(dataDirectory, 0o700) == 0 else {
-            let error = errnoText()
+        do { try parent.makeOwnedDirectory(name, uid: owner.uid, gid: owner.gid) } catch {
             restore()
-            throw DatabaseError(.rejoinFailed, "cannot create \(dataDirectory): \(error)")
+            throw DatabaseError(.rejoinFailed, error.message)
         }
-        if getuid() == 0 { chown(dataDirectory, owner.uid, owner.gid) }
         var command = [
             postgresBinDirectory + "/pg_basebackup", "--pgdata=\(dataDirectory)", "--dbname=\(primaryConninfo)",
             "--wal-method=stream", "--checkpoint=fast", "--slot=\(slot)", "--progress", "--no-password",
@@ -292,13 +305,25 @@ extension StandbySetup {
         return false
     }
 
-    /// rm -rf, staying on one file system.
-    static func removeTree(_ path: String) throws(DatabaseError) {
-        let result: SubprocessResult
-        do { result = try runSubprocess(["/bin/rm", "-rf", "--one-file-system", "--", path], timeout: .seconds(600)) } catch {
-            throw DatabaseError(.rejoinFailed, "cannot remove \(path): \(error.message)")
+    /// Removes the tree `name` in `parent`: its contents by the data directory's owner (find
+    /// -delete, one file system, no link followed: it can remove only what that user could),
+    /// then the emptied directory itself by name (a link there is removed, not followed).
+    static func removeTree(_ name: String, in parent: SafeDirectory, owner: (uid: uid_t, gid: gid_t)) throws(DatabaseError) {
+        let path = parent.path + "/" + name
+        var info = stat()
+        guard fstatat(parent.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            let result: SubprocessResult
+            do {
+                result = try runSubprocess(asOwner(["/usr/bin/find", path, "-xdev", "-mindepth", "1", "-delete"], owner), timeout: .seconds(600))
+            } catch {
+                throw DatabaseError(.rejoinFailed, "cannot remove \(path): \(error.message)")
+            }
+            guard result.status == 0 else { throw DatabaseError(.rejoinFailed, "cannot remove \(path): \(result.lastLines)") }
         }
-        guard result.status == 0 else { throw DatabaseError(.rejoinFailed, "cannot remove \(path): \(result.lastLines)") }
+        guard unlinkat(parent.fd, name, (info.st_mode & S_IFMT) == S_IFDIR ? AT_REMOVEDIR : 0) == 0 else {
+            throw DatabaseError(.rejoinFailed, "cannot remove \(path): \(errnoText())")
+        }
     }
 
     /// A conninfo for messages: any password=... value hidden.

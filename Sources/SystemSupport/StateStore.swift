@@ -1,3 +1,4 @@
+import ClusterCore
 import Glibc
 // kusu-hbd's persisted state: a few counters that must survive restarts.
 //
@@ -34,6 +35,9 @@ public struct PersistentState: Equatable, Sendable {
         }
     }
 
+    /// The largest valid epoch or generation.
+    public static let maximumCounter = Heartbeat.maximumCounter
+
     public var serialized: String {
         "epoch=\(epoch)\ngeneration=\(generation)\npeer_generation=\(peerGeneration)\nmaintenance=\(maintenance ? 1 : 0)\n"
             + (autoFailover.map { "auto_failover=\($0 ? 1 : 0)\n" } ?? "")
@@ -51,6 +55,16 @@ public final class StateStore {
             state = PersistentState(parsing: String(decoding: try Files.read(path, limit: 4096), as: UTF8.self))
         } catch where error.code == ENOENT {
             state = PersistentState()
+        }
+        // No genuine node gets near 2^62 (Heartbeat.maximumCounter: a generation is a time in
+        // µs, an epoch counts takeovers); a larger value is a damaged or forged file, and using
+        // it would trap (an epoch + 1) or refuse the real peer forever. Refused, with the way out.
+        for (name, value) in [("epoch", state.epoch), ("generation", state.generation), ("peer_generation", state.peerGeneration)]
+        where value > PersistentState.maximumCounter {
+            throw FileError(
+                path: path,
+                reason: "\(name)=\(value) is above the largest valid value \(PersistentState.maximumCounter): the file is damaged or was forged; "
+                    + "stop kusu-hbd, remove the file (kusu-hbd starts afresh: epoch 0, no maintenance) and start it again")
         }
     }
 

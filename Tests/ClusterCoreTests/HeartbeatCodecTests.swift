@@ -71,6 +71,31 @@ import Testing
     }
 
     /// Signed packets with bad contents: authentic but malformed.
+    /// A key holder's absurd counters: signed, but refused before anything is persisted or
+    /// computed with them (no trap at the next takeover, no peer refused forever).
+    @Test func countersAboveTheBoundAreRefused() {
+        for field in 0..<3 {
+            var heartbeat = sample
+            switch field {
+            case 0: heartbeat.generation = Heartbeat.maximumCounter + 1
+            case 1: heartbeat.sequence = UInt64.max
+            default: heartbeat.epoch = UInt64.max
+            }
+            #expect(HeartbeatCodec.decode(HeartbeatCodec.encode(heartbeat, key: testKey), key: testKey) == .failure(.outOfRange))
+        }
+        var atTheBound = sample
+        atTheBound.generation = Heartbeat.maximumCounter
+        atTheBound.epoch = Heartbeat.maximumCounter
+        #expect(HeartbeatCodec.decode(HeartbeatCodec.encode(atTheBound, key: testKey), key: testKey) == .success(atTheBound))
+        // The next takeover's epoch stays within the bound (no overflow, no packet the peer refuses).
+        var machine = RoleMachine(epoch: Heartbeat.maximumCounter)
+        _ = machine.beginTakeover(peerEpoch: Heartbeat.maximumCounter, reason: "peer dead")
+        #expect(machine.epoch == Heartbeat.maximumCounter)
+        var fresh = RoleMachine(epoch: 3)
+        _ = fresh.beginTakeover(peerEpoch: 7, reason: "peer dead")
+        #expect(fresh.epoch == 8)
+    }
+
     @Test func signedButMalformed() {
         let body = Array(HeartbeatCodec.encode(sample, key: testKey).dropLast(32))
         func signed(_ change: (inout [UInt8]) -> Void) -> Result<Heartbeat, PacketRejection> {
@@ -109,7 +134,8 @@ func randomHeartbeat(using rng: inout SplitMix64) -> Heartbeat {
     return Heartbeat(
         role: NodeRole.allCases.randomElement(using: &rng)!, link: UInt8.random(in: 0...7, using: &rng),
         autoFailover: Bool.random(using: &rng), maintenance: Bool.random(using: &rng),
-        generation: rng.next(), sequence: rng.next(), epoch: rng.next(), lsn: rng.next(), sentAt: rng.next(),
+        generation: rng.next() % (Heartbeat.maximumCounter + 1), sequence: rng.next() % (Heartbeat.maximumCounter + 1),
+        epoch: rng.next() % (Heartbeat.maximumCounter + 1), lsn: rng.next(), sentAt: rng.next(),
         cluster: name(), node: name()
     )
 }

@@ -1,5 +1,6 @@
 import ClusterCore
 import DBusKit
+import Foundation
 import Logging
 import Testing
 
@@ -42,6 +43,24 @@ import Testing
         #expect(PersistentState(parsing: state.serialized) == state)
         state.autoFailover = nil
         #expect(PersistentState(parsing: state.serialized) == state)
+    }
+
+    /// A damaged or forged state file with a counter above the bound is refused at start,
+    /// with the way out in the message; removing the file starts afresh.
+    @Test func aPoisonedStateFileIsRefusedWithTheWayOut() throws {
+        var template = Array((NSTemporaryDirectory() + "/kusu-state.XXXXXX").utf8CString)
+        let directory = String(cString: try #require(mkdtemp(&template)))
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for line in ["epoch=18446744073709551615", "generation=\(PersistentState.maximumCounter + 1)", "peer_generation=9223372036854775808"] {
+            try (line + "\n").write(toFile: directory + "/state", atomically: true, encoding: .utf8)
+            #expect {
+                _ = try StateStore(directory: directory)
+            } throws: { error in
+                "\(error)".contains("is above the largest valid value") && "\(error)".contains("remove the file")
+            }
+        }
+        try FileManager.default.removeItem(atPath: directory + "/state")
+        #expect(try StateStore(directory: directory).state == PersistentState())
     }
 
     @Test func toleratesJunkAndUnknownKeys() {
