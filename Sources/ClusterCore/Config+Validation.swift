@@ -9,6 +9,8 @@ struct ParsedNode {
 extension ConfigParser {
     static let maximumLinks = 8
     static let maximumNameBytes = 64
+    /// PostgreSQL's NAMEDATALEN - 1: the longest application_name it keeps whole.
+    static let maximumNodeNameBytes = 63
 
     // MARK: - [cluster]
 
@@ -96,6 +98,7 @@ extension ConfigParser {
                 throw reader.error(at: nil, "\(reader.name("name")) is required")
             }
             try checkWireName(name, "name", reader)
+            try checkNodeName(name, "name", reader)
             let priority = try reader.int("priority", in: 0...1000) ?? 0
             guard let addresses = try reader.addressArray("addresses") else {
                 throw reader.error(at: nil, "\(reader.name("addresses")) is required: one address per heartbeat link")
@@ -306,6 +309,11 @@ extension ConfigParser {
         guard !program.isEmpty else {
             throw reader.error(at: "command", "\(reader.name("command"))[0] must name the program to run, not be empty")
         }
+        guard program.hasPrefix("/") else {
+            throw reader.error(
+                at: "command",
+                "\(reader.name("command"))[0] = \"\(program)\" must be an absolute path (starting with '/'): the program is not looked up in PATH")
+        }
         return command
     }
 
@@ -314,6 +322,26 @@ extension ConfigParser {
     private func checkWireName(_ name: String, _ key: String, _ reader: SectionReader) throws(ConfigError) {
         if name.utf8.count > Self.maximumNameBytes {
             throw reader.error(at: key, "\(reader.name(key)) = \"\(name)\" is too long: at most \(Self.maximumNameBytes) bytes")
+        }
+        if let control = name.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+            throw reader.error(
+                at: key, "\(reader.name(key)) contains the control character U+\(String(control.value, radix: 16, uppercase: true).leftPadded(4)): not allowed in a name")
+        }
+    }
+
+    /// A node's name is also its PostgreSQL application_name, which synchronous_standby_names
+    /// must match: PostgreSQL keeps only printable ASCII (it turns anything else into '?') and
+    /// at most 63 bytes, so a name outside that would never match and commits would wait for a
+    /// standby that never comes.
+    private func checkNodeName(_ name: String, _ key: String, _ reader: SectionReader) throws(ConfigError) {
+        if name.utf8.count > Self.maximumNodeNameBytes {
+            throw reader.error(
+                at: key, "\(reader.name(key)) = \"\(name)\" is too long for a node: at most \(Self.maximumNodeNameBytes) bytes (it is the database's application_name)")
+        }
+        if let bad = name.unicodeScalars.first(where: { !(0x21...0x7E).contains($0.value) }) {
+            throw reader.error(
+                at: key,
+                "\(reader.name(key)) = \"\(name)\" contains \(bad == " " ? "a space" : "\"\(bad)\""): a node name is printable ASCII without spaces (it is the database's application_name)")
         }
     }
 
@@ -366,4 +394,8 @@ extension ConfigParser {
             c != UInt8(ascii: "/") && c != UInt8(ascii: ":") && !(c == 0x20 || (0x09...0x0D).contains(c))
         }
     }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

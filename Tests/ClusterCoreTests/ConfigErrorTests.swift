@@ -86,6 +86,18 @@ func parseError(_ text: String, hostName: String = "installer") -> ConfigError? 
         ErrorCase([13: "[nodes]", 18: "[other]"], line: 18, "unknown section [other]"),
         // [[nodes]]
         ErrorCase([15: "priority = 2000"], line: 15, "nodes[0].priority = 2000 must be between 0 and 1000"),
+        // A node's name is its database application_name: printable ASCII, no control character.
+        ErrorCase([19: "name = \"fail over\""], line: 19,
+                  "nodes[1].name = \"fail over\" contains a space: a node name is printable ASCII without spaces (it is the database's application_name)"),
+        ErrorCase([19: "name = \"failöver\""], line: 19,
+                  "nodes[1].name = \"failöver\" contains \"ö\": a node name is printable ASCII without spaces (it is the database's application_name)"),
+        ErrorCase([19: "name = \"fail\\u0007over\""], line: 19,
+                  "nodes[1].name contains the control character U+0007: not allowed in a name"),
+        ErrorCase([2: "name = \"ku\\u001bsu\""], line: 2, "cluster.name contains the control character U+001B: not allowed in a name"),
+        ErrorCase([19: "name = \"\(String(repeating: "f", count: 64))\""], line: 19,
+                  "nodes[1].name = \"\(String(repeating: "f", count: 64))\" is too long for a node: at most 63 bytes (it is the database's application_name)"),
+        ErrorCase([41: "command = [\"fence_ipmilan\", \"--ip\", \"bmc\"]"], line: 41,
+                  "fencing.command[0] = \"fence_ipmilan\" must be an absolute path (starting with '/'): the program is not looked up in PATH"),
         ErrorCase([15: "priority = -1"], line: 15, "nodes[0].priority = -1 must be between 0 and 1000"),
         ErrorCase([19: "name = \"installer\""], line: 19,
                   "nodes[1].name = \"installer\" is the same as nodes[0].name; the two nodes need different names"),

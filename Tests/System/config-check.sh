@@ -60,6 +60,15 @@ check "a missing key file is refused naming it" 2 "authkey: .*No such file"
 check "an empty key file is refused" 2 "authkey: .*empty"
 mv "$TB_DIR/authkey.saved" "$TB_DIR/authkey"; chown root:root "$TB_DIR/authkey"
 check "an unreadable key file is refused" 2 "authkey: .*Permission denied" kusu-ha
+chown kusu-ha:kusu-ha "$TB_DIR/authkey"; chmod 0644 "$TB_DIR/authkey"
+check "a key file readable by others is refused, with the fix" 2 "authkey: the heartbeat key file is open to others \(mode 0644\).*chmod 0400" kusu-ha
+chmod 0420 "$TB_DIR/authkey"
+check "a key file writable by its group is refused" 2 "authkey: the heartbeat key file is writable by its group" kusu-ha
+chown nobody:kusu-ha "$TB_DIR/authkey"; chmod 0440 "$TB_DIR/authkey"
+check "a key file of another user is refused" 2 "authkey: the heartbeat key file belongs to uid [0-9]+, neither root, kusu-ha nor this user"
+chown root:kusu-ha "$TB_DIR/authkey"; chmod 0440 "$TB_DIR/authkey"
+check "a key file root's and readable by the group kusu-ha is accepted" 0 "valid" kusu-ha
+chown kusu-ha:kusu-ha "$TB_DIR/authkey"; chmod 0400 "$TB_DIR/authkey"
 out=$("$HBD" --check-config --config "$TB_DIR/nowhere.toml" 2>&1); status=$?
 if [ $status -ne 0 ] && grep -q "nowhere.toml: .*No such file" <<<"$out"; then t_pass "a missing configuration is refused naming it"; else t_fail "a missing configuration is refused naming it" "$out"; fi
 out=$("$HBD" --help 2>&1)
