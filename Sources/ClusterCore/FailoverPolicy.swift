@@ -68,6 +68,8 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
     case probeFailed(String)
     /// The `[fencing]` command did not succeed.
     case fencingFailed(String)
+    /// The epoch the takeover raised could not be written to stable storage.
+    case epochNotPersisted(String)
     /// Service-loss handover: this node is not the active one.
     case notActive(NodeRole)
     /// Service-loss handover: `service_loss_handover = false`, or no tie-breakers to tell.
@@ -119,6 +121,7 @@ public enum SwitchRefusal: Equatable, Sendable, CustomStringConvertible {
             "\(address) still answers from \(mac): the active node is alive on the service network"
         case .probeFailed(let why): "the floating address could not be probed: \(why)"
         case .fencingFailed(let why): "fencing the peer failed: \(why)"
+        case .epochNotPersisted(let why): "the new epoch could not be written: \(why)"
         case .notActive(let role): "this node is \(role), not active"
         case .serviceLossHandoverOff: "service_loss_handover is off, or no tie_breakers are configured"
         case .serviceNetworkUp: "this node reaches its tie-breakers"

@@ -9,6 +9,9 @@
 public struct RoleMachine: Sendable, Equatable {
     public private(set) var role: NodeRole
     public private(set) var epoch: UInt64
+    /// What the running takeover started from (see `epochNotPersisted`).
+    private var roleBeforeTakeover: NodeRole = .standby
+    private var epochBeforeTakeover: UInt64 = 0
 
     public enum Action: Equatable, Sendable {
         /// Write the epoch to stable storage before anything else happens.
@@ -33,6 +36,8 @@ public struct RoleMachine: Sendable, Equatable {
     public mutating func beginTakeover(peerEpoch: UInt64, reason: String, afterHandover: Bool = false) -> [Action] {
         guard role == .standby || role == .failed else { return [] }
         let old = role
+        roleBeforeTakeover = role
+        epochBeforeTakeover = epoch
         // Never above Heartbeat.maximumCounter (the decoder refuses larger peer epochs, the
         // state store larger persisted ones), so this cannot overflow; at the bound it stays.
         epoch = min(max(epoch, peerEpoch), Heartbeat.maximumCounter - 1) + 1
@@ -41,6 +46,18 @@ public struct RoleMachine: Sendable, Equatable {
             .persistEpoch(epoch), .roleChanged(from: old, to: .takingOver, reason: reason),
             .takeover(reason: reason, afterHandover: afterHandover),
         ]
+    }
+
+    /// The epoch the takeover raised could not be written to stable storage: the takeover does
+    /// not happen (the effector is not called; after a restart this node would not know it had
+    /// been active with that epoch). The role and the epoch are what they were before, so the
+    /// shell refuses with the reason and tries again later; nothing to announce (the shell had
+    /// not executed the role change yet).
+    public mutating func epochNotPersisted() -> [Action] {
+        guard role == .takingOver else { return [] }
+        role = roleBeforeTakeover
+        epoch = epochBeforeTakeover
+        return []
     }
 
     /// The effector answered the takeover.

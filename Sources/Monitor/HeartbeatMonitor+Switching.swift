@@ -316,6 +316,16 @@ extension HeartbeatMonitor {
                     try store.update { $0.epoch = epoch }
                 } catch {
                     logger.error("cannot persist the epoch", metadata: ["node.epoch": "\(epoch)", "error": "\(error)"])
+                    // Persisted before anything else happens, or the takeover does not happen.
+                    // (Refused like a failed fencing: tried again after 5 s.)
+                    if actions.contains(where: { if case .takeover = $0 { true } else { false } }) {
+                        execute(roles.epochNotPersisted())
+                        let refusal = SwitchRefusal.epochNotPersisted("\(error)")
+                        refuse(refusal)
+                        reevaluation = try? loop.addTimer(at: loop.now + .seconds(5)) { [unowned self] in evaluateAutomatic() }
+                        done?(.failure(.failed("takeover refused: \(refusal)")))
+                        return
+                    }
                 }
                 changed(Heartbeat1.Property.epoch)
             case .roleChanged(let old, let new, let reason):

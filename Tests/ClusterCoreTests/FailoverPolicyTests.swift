@@ -126,6 +126,32 @@ import Testing
         #expect(machine.beginTakeover(peerEpoch: 0, reason: "again").isEmpty)
     }
 
+    /// The new epoch could not be written: no takeover (the effector is not called), the role
+    /// and the epoch as before (the shell refuses and tries again); a later attempt may work.
+    @Test func anEpochThatCannotBePersistedStopsTheTakeover() {
+        var machine = RoleMachine(epoch: 3)
+        _ = machine.beginTakeover(peerEpoch: 7, reason: "peer dead")
+        #expect(machine.epochNotPersisted().isEmpty)
+        #expect(machine.role == .standby)
+        #expect(machine.epoch == 3)
+        #expect(SwitchRefusal.epochNotPersisted("No space left on device").description == "the new epoch could not be written: No space left on device")
+        // Only while taking over.
+        #expect(machine.epochNotPersisted().isEmpty)
+        #expect(machine.role == .standby)
+        let retry = machine.beginTakeover(peerEpoch: 7, reason: "retry")
+        #expect(retry.first == .persistEpoch(8))
+        #expect(machine.takeoverFinished(success: true, detail: "") == [.roleChanged(from: .takingOver, to: .active, reason: "takeover complete")])
+        _ = machine.epochNotPersisted()
+        #expect(machine.role == .active)
+        #expect(machine.epoch == 8)
+        // From failed, back to failed.
+        var failed = RoleMachine(role: .failed, epoch: 5)
+        _ = failed.beginTakeover(peerEpoch: 0, reason: "r")
+        _ = failed.epochNotPersisted()
+        #expect(failed.role == .failed)
+        #expect(failed.epoch == 5)
+    }
+
     @Test func failedTakeoverCanBeReleasedOrRetried() {
         var machine = RoleMachine(epoch: 1)
         _ = machine.beginTakeover(peerEpoch: 1, reason: "r")

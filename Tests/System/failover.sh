@@ -98,6 +98,24 @@ tb_hbd_start a
 tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
 ip -n "$A" addr del 198.18.0.100/24 dev eth0
 
+# --- the new epoch cannot be written: no takeover -------------------------------------------
+# (The state directory made read-only for kusu-ha: the epoch is persisted before anything else
+# happens, or nothing happens.)
+state_mode=$(node_exec "$NODE" stat -c %a /var/lib/kusu-ha)
+node_exec "$NODE" chmod 0500 /var/lib/kusu-ha
+kill -KILL "$(tb_hbd_pid a)"
+tb_poll 5 nprop_is PeerState dead || t_fail "the peer is seen dead"
+if tb_poll 2 vip_held; then t_fail "no takeover when the epoch cannot be written"; else t_pass "no takeover when the new epoch cannot be written (peer dead for 2 s)"; fi
+t_eq "... still standby" "$(nprop Role)" standby
+t_eq "... the epoch is the persisted one" "$(nprop Epoch)" 0
+t_check "... the refusal is logged with its reason" bash -c \
+    "$(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-hbd -o verbose --no-pager) | grep -q 'REASON=the new epoch could not be written: '"
+t_check "... and the effector was not asked to take over" bash -c \
+    "! $(printf '%q ' nsenter -t "$(node_pid1 "$NODE")" -m -u -i -n -p -C -- journalctl -u kusu-effectord -o verbose --no-pager) | grep -q 'OP_NAME=Takeover'"
+tb_hbd_start a
+tb_poll 5 nprop_is PeerState alive || t_fail "the peer is back"
+node_exec "$NODE" chmod "$state_mode" /var/lib/kusu-ha
+
 # --- automatic failover, first held back by a failing fencing command -----------------------
 node_exec "$NODE" touch /run/kusu-fence-fails
 kill -KILL "$(tb_hbd_pid a)"
