@@ -334,7 +334,33 @@ public final class Effector {
     /// Probes a floating address (not an operation: no Busy, nothing changes).
     public func probe(_ address: FloatingAddress, completion: @escaping (Result<AddressProbe, EffectorError>) -> Void) {
         let prober = addresses.prober
-        perform({ prober(address) }, completion)
+        guard let release = reserveWorker("ProbeAddress") else { return completion(.failure(workersExhausted("ProbeAddress"))) }
+        perform({ prober(address) }) { result in
+            release()
+            completion(result)
+        }
+    }
+
+    // MARK: Worker threads of the reads beside operations
+
+    /// At most this many ProbeAddress and WaitForReplay calls run at once, each on a worker
+    /// thread; more are refused at once (`Busy`), so no caller can make the effector start
+    /// threads without bound. kusu-hbd needs one per floating address and one wait.
+    public static let maximumWorkers = 8
+    var workersInUse = 0
+
+    /// Reserves a worker; nil when all are in use. Call the returned closure when done.
+    func reserveWorker(_ name: String) -> (() -> Void)? {
+        guard workersInUse < Self.maximumWorkers else {
+            logger.warning("too many reads under way: refused", metadata: ["op.name": "\(name)", "workers": "\(workersInUse)"])
+            return nil
+        }
+        workersInUse += 1
+        return { [self] in workersInUse -= 1 }
+    }
+
+    func workersExhausted(_ name: String) -> EffectorError {
+        EffectorError(.busy, "\(Self.maximumWorkers) probes and replay waits are already under way; \(name) refused, try again")
     }
 
     // MARK: Database
@@ -349,6 +375,7 @@ public final class Effector {
         to lsn: UInt64, timeout: Duration, completion: @escaping (Result<(reached: Bool, replayed: UInt64), EffectorError>) -> Void
     ) {
         guard let database else { return completion(.failure(.init(.notConfigured, "no [database] is configured"))) }
+        guard let release = reserveWorker("WaitForReplay") else { return completion(.failure(workersExhausted("WaitForReplay"))) }
         perform({ () -> Result<ReplayPosition, EffectorError> in
             do throws(EffectorError) {
                 let (reached, replayed) = try database.waitForReplay(to: lsn, timeout: timeout)
@@ -356,7 +383,10 @@ public final class Effector {
             } catch {
                 return .failure(error)
             }
-        }) { result in completion(result.map { ($0.reached, $0.replayed) }) }
+        }) { result in
+            release()
+            completion(result.map { ($0.reached, $0.replayed) })
+        }
     }
 
     struct ReplayPosition: Sendable {

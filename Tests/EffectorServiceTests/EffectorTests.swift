@@ -286,6 +286,36 @@ final class Box<T> {
         #expect(error.code == .notConfigured)
     }
 
+    /// ProbeAddress and WaitForReplay each take a worker thread: at most
+    /// `Effector.maximumWorkers` at once, the rest refused at once (Busy), and freed when done.
+    @Test func readsOnWorkerThreadsAreBounded() throws {
+        let h = try Harness(databaseRole: "standby")
+        let address = try #require(h.effector.configuration.addresses.first)
+        var ok = 0
+        var refused: [EffectorError] = []
+        func count<T>(_ result: Result<T, EffectorError>) {
+            switch result {
+            case .success: ok += 1
+            case .failure(let error): refused.append(error)
+            }
+        }
+        for index in 0..<(Effector.maximumWorkers + 3) {
+            if index % 2 == 0 {
+                h.effector.waitForReplay(to: 100, timeout: .seconds(1)) { count($0) }
+            } else {
+                h.effector.probe(address) { count($0) }
+            }
+        }
+        // The excess is refused at once, before any worker ran.
+        #expect(refused.count == 3)
+        #expect(refused.allSatisfy { $0.code == .busy && $0.message.contains("already under way") })
+        #expect(try h.loop.run(until: h.loop.now + .seconds(5)) { ok == Effector.maximumWorkers })
+        // Freed when done: the next one runs.
+        h.effector.probe(address) { count($0) }
+        #expect(try h.loop.run(until: h.loop.now + .seconds(5)) { ok == Effector.maximumWorkers + 1 })
+        #expect(refused.count == 3)
+    }
+
     @Test func announcingAnAddressNotHeldIsRefused() throws {
         let h = try Harness()
         guard case .failure(let error) = try h.run(.announceAddress(h.effector.configuration.addresses[0])) else {
