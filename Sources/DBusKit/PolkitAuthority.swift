@@ -2,6 +2,8 @@
 //
 // Uses only DBusKit's public API (so it compiles inside DBusKit or on top of it).
 
+import Glibc
+
 /// Who is asking: polkit identifies the subject from the bus connection's
 /// credentials (uid, pid, and its session via logind).
 public struct PolkitSubject: Hashable, Sendable {
@@ -30,6 +32,9 @@ public enum PolkitResult: Equatable, Sendable {
     /// Not authorized, or polkit could not be asked (then the reason starts with
     /// "polkit is not available").
     case denied(reason: String)
+    /// Not asked: too many checks of this caller (or of everyone) are pending. The
+    /// caller may try again once its earlier calls are answered.
+    case limited(reason: String)
 }
 
 /// Asks polkit (org.freedesktop.PolicyKit1 on the given bus) whether a subject
@@ -47,6 +52,73 @@ public final class PolkitAuthority {
     /// How long to wait for polkit's answer. Long by default: with user
     /// interaction allowed, polkit waits for the authentication agent.
     public var timeout: Duration = .seconds(30)
+
+    /// Checks pending per subject (its bus name): an unprivileged caller that floods the daemon
+    /// with calls needing authorization is refused at once beyond this, without asking polkit.
+    public var maximumPendingPerSubject = 2
+    /// Checks pending in all: beyond this only privileged callers are served (see `check`), so
+    /// many connections of one user cannot starve the daemons' own calls either.
+    public var maximumPending = 8
+    private var pendingBySubject: [String: Int] = [:]
+    public private(set) var pending = 0
+    /// Checks answered `.limited`, in all; `limitedReport()` says when to log them.
+    public private(set) var limitedTotal: UInt64 = 0
+    private var limitedReported: UInt64 = 0
+    private var limitedReportedAt: Duration?
+
+    /// Who called, by sender: a connection's credentials never change and its unique name is
+    /// never reused, so they are read once per connection (reading them is a round trip to
+    /// the bus, which a flood must not multiply). At most 512 senders kept; then forgotten.
+    private var callers: [String: CallerCredentials] = [:]
+
+    /// The caller's credentials, read once per sender.
+    public func caller(of call: MethodInvocation) -> CallerCredentials {
+        if let known = callers[call.sender] { return known }
+        if callers.count >= 512 { callers.removeAll(keepingCapacity: true) }
+        let credentials = call.callerCredentials
+        callers[call.sender] = credentials
+        return credentials
+    }
+
+    /// Denials logged in the current ten seconds, and those not logged since.
+    private var denialsLogged = 0
+    private var denialsSuppressed: UInt64 = 0
+    private var denialWindow: Duration?
+
+    /// Whether to log this denial (at most 5 lines per ten seconds), and how many were not
+    /// logged before it: a flood of denied calls costs the journal a few lines.
+    public func denialBudget() -> (log: Bool, suppressed: UInt64) {
+        let now = bus.loop.now
+        if denialWindow.map({ now - $0 >= .seconds(10) }) ?? true {
+            denialWindow = now
+            denialsLogged = 0
+        }
+        guard denialsLogged < 5 else {
+            denialsSuppressed += 1
+            return (false, 0)
+        }
+        denialsLogged += 1
+        defer { denialsSuppressed = 0 }
+        return (true, denialsSuppressed)
+    }
+
+    /// The number of `.limited` answers since the last report, at most once per ten seconds
+    /// (nil otherwise): a flood is logged as one line per ten seconds, not one per call.
+    public func limitedReport() -> UInt64? {
+        let now = bus.loop.now
+        if let at = limitedReportedAt, now - at < .seconds(10) { return nil }
+        guard limitedTotal > limitedReported else { return nil }
+        defer { limitedReported = limitedTotal; limitedReportedAt = now }
+        return limitedTotal - limitedReported
+    }
+
+    /// The privileged caller test both daemons use: root, or the user `kusu-ha` (the
+    /// monitor, calling the effector).
+    public static func isPrivileged(_ uid: UInt32?) -> Bool {
+        guard let uid else { return false }
+        return uid == 0 || uid == monitorUID
+    }
+    private static let monitorUID: UInt32? = getpwnam("kusu-ha").map { $0.pointee.pw_uid }
 
     /// Results that could not be obtained from the bus at all, delivered at the
     /// next loop iteration (so `reply` never runs inside `check`).
@@ -69,8 +141,34 @@ public final class PolkitAuthority {
     /// `.denied(reason: "polkit is not available: <error name>: <message>")`.
     /// Only root (or an action's owner) may ask about other users' subjects or
     /// pass details: in a daemon running as another user, every check fails so.
+    ///
+    /// Bounded: beyond `maximumPendingPerSubject` checks pending for the subject, or
+    /// `maximumPending` in all, the answer is `.limited` at once and polkit is not asked —
+    /// unless `privileged()` says the caller is one the daemon always serves (root, the
+    /// monitor's user: evaluated only then, as it may cost a bus round trip).
     public func check(_ action: String, subject: PolkitSubject, details: [String: String] = [:],
-                      interactive: Bool = false, reply: @escaping (PolkitResult) -> Void) {
+                      interactive: Bool = false, privileged: () -> Bool = { false },
+                      reply: @escaping (PolkitResult) -> Void) {
+        let key = subject.details["name"]?.string ?? subject.kind
+        let overSubject = pendingBySubject[key, default: 0] >= maximumPendingPerSubject
+        let overAll = pending >= maximumPending
+        if (overSubject || overAll) && !privileged() {
+            limitedTotal += 1
+            return deliverLater(
+                .limited(
+                    reason: overSubject
+                        ? "\(maximumPendingPerSubject) authorization checks of this caller are still pending"
+                        : "\(pending) authorization checks are pending"), reply)
+        }
+        pendingBySubject[key, default: 0] += 1
+        pending += 1
+        let reply: (PolkitResult) -> Void = { [weak self] result in
+            if let self {
+                pending -= 1
+                if let left = pendingBySubject[key], left > 1 { pendingBySubject[key] = left - 1 } else { pendingBySubject[key] = nil }
+            }
+            reply(result)
+        }
         let arguments: [Value] = [
             subject.value,
             .string(action),
@@ -141,6 +239,8 @@ public final class PolkitAuthority {
                       message: "Authentication is required to perform \(action)")
         case .denied(let reason):
             .accessDenied("Not authorized to perform \(action): \(reason)")
+        case .limited(let reason):
+            DBusError(name: "org.freedesktop.DBus.Error.LimitsExceeded", message: "Not asked for \(action): \(reason); try again later")
         }
     }
 }

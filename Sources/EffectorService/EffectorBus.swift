@@ -101,7 +101,7 @@ public final class EffectorBus {
                 return call.fail(Self.busError(.init(.notConfigured, "no [database] is configured")))
             }
             authorize(call, Effector1.Action.manageDatabase, details: ["operation": "stop"]) {
-                self.effector.run(.stopDatabase, reason: "StopDatabase", caller: call.callerCredentials, action: Effector1.Action.manageDatabase) {
+                self.effector.run(.stopDatabase, reason: "StopDatabase", caller: self.polkit.caller(of: call), action: Effector1.Action.manageDatabase) {
                     [effector] result in
                     switch result {
                     case .success: call.reply([.uint64(effector.finalLSN)])
@@ -245,15 +245,30 @@ public final class EffectorBus {
         if effector.busy && !busyIsFine {
             return call.fail(Self.busError(.init(.busy, "another operation is running; try again when Busy is false")))
         }
-        polkit.check(action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization) { [logger] result in
+        polkit.check(
+            action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization,
+            privileged: { [polkit] in PolkitAuthority.isPrivileged(polkit.caller(of: call).uid) }
+        ) { [logger, polkit] result in
+            if case .limited = result, let error = PolkitAuthority.error(for: result, action: action) {
+                // A flood: refused at once, logged once per ten seconds with the count.
+                if let count = polkit.limitedReport() {
+                    logger.warning(
+                        "effector calls refused: too many authorization checks pending",
+                        metadata: ["count": "\(count)", "polkit.pending": "\(polkit.pending)", "message.id": "\(MessageID.denied)"])
+                }
+                return call.fail(error)
+            }
             if let error = PolkitAuthority.error(for: result, action: action) {
-                let caller = call.callerCredentials
+                let (log, suppressed) = polkit.denialBudget()
+                guard log else { return call.fail(error) }
+                let caller = polkit.caller(of: call)
                 logger.warning(
                     "effector call denied",
                     metadata: [
                         "polkit.action": "\(action)", "dbus.sender": "\(call.sender)", "dbus.member": "\(call.member)",
                         "caller.uid": "\(caller.uid.map(String.init) ?? "?")", "caller.pid": "\(caller.pid.map(String.init) ?? "?")",
                         "caller.unit": "\(caller.unit ?? "?")", "error": "\(error.message)", "message.id": "\(MessageID.denied)",
+                        "denials.not.logged": "\(suppressed)",
                     ])
                 return call.fail(error)
             }
@@ -262,7 +277,7 @@ public final class EffectorBus {
     }
 
     func run(_ operation: Operation, reason: String, action: String, _ call: MethodInvocation) {
-        effector.run(operation, reason: reason, caller: call.callerCredentials, action: action) { result in
+        effector.run(operation, reason: reason, caller: polkit.caller(of: call), action: action) { result in
             switch result {
             case .success: call.reply()
             case .failure(let error): call.fail(Self.busError(error))

@@ -130,16 +130,31 @@ extension HeartbeatMonitor {
 extension HeartbeatMonitor {
     /// Asks polkit (asynchronously; unavailable means denied), then runs `body`.
     func authorize(_ call: MethodInvocation, _ action: String, details: [String: String], then body: @escaping () -> Void) {
-        polkit.check(action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization) {
+        polkit.check(
+            action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization,
+            privileged: { [polkit] in PolkitAuthority.isPrivileged(polkit.caller(of: call).uid) }
+        ) {
             [unowned self] result in
+            if case .limited = result, let error = PolkitAuthority.error(for: result, action: action) {
+                // A flood: refused at once, logged once per ten seconds with the count.
+                if let count = polkit.limitedReport() {
+                    logger.warning(
+                        "heartbeat calls refused: too many authorization checks pending",
+                        metadata: ["count": "\(count)", "polkit.pending": "\(polkit.pending)", "message.id": "\(MessageID.denied)"])
+                }
+                return call.fail(error)
+            }
             if let error = PolkitAuthority.error(for: result, action: action) {
-                let caller = call.callerCredentials
+                let (log, suppressed) = polkit.denialBudget()
+                guard log else { return call.fail(error) }
+                let caller = polkit.caller(of: call)
                 logger.warning(
                     "heartbeat call denied",
                     metadata: [
                         "polkit.action": "\(action)", "dbus.member": "\(call.member)",
                         "caller.uid": "\(caller.uid.map(String.init) ?? "?")", "caller.pid": "\(caller.pid.map(String.init) ?? "?")",
                         "error": "\(error.message)", "message.id": "\(MessageID.denied)",
+                        "denials.not.logged": "\(suppressed)",
                     ])
                 return call.fail(error)
             }

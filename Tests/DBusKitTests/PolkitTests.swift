@@ -92,6 +92,45 @@ struct PolkitErrorMappingTests {
             == DBusError(name: accessDenied, message: "Not authorized to perform org.kusu.x: because"))
     }
 
+    @Test func limitedIsLimitsExceeded() {
+        #expect(PolkitAuthority.error(for: .limited(reason: "4 authorization checks of this caller are still pending"), action: "org.kusu.x")
+            == DBusError(name: "org.freedesktop.DBus.Error.LimitsExceeded",
+                         message: "Not asked for org.kusu.x: 4 authorization checks of this caller are still pending; try again later"))
+    }
+
+    /// A flood of calls needing authorization: beyond the pending checks allowed per caller and
+    /// in all, the answer is `.limited` at once (polkit is not asked), except for a privileged
+    /// caller; the counts go down as answers come (here: no polkitd on the bus, so every asked
+    /// check ends "not available", on a later loop iteration).
+    @Test(.enabled(if: TestDaemon.available)) func pendingChecksAreBoundedPerCallerAndInAll() throws {
+        let f = try BusFixture()
+        defer { f.daemon.stop() }
+        let authority = PolkitAuthority(bus: f.server)
+        #expect(authority.maximumPendingPerSubject == 2 && authority.maximumPending == 8)   // the defaults
+        authority.maximumPendingPerSubject = 2
+        authority.maximumPending = 3
+        var results: [String: [PolkitResult]] = [:]
+        func ask(_ name: String, privileged: Bool = false) {
+            authority.check("org.kusu.x", subject: .busName(name), privileged: { privileged }) { results[name, default: []].append($0) }
+        }
+        ask(":1.100"); ask(":1.100"); ask(":1.100")   // the third: over this caller's bound
+        ask(":1.200")                                 // the third pending in all
+        ask(":1.300")                                 // over the bound in all
+        ask(":1.400", privileged: true)               // served anyway
+        #expect(authority.pending == 4)
+        #expect(try f.wait { results.values.map(\.count).reduce(0, +) == 6 })
+        let limited = results.mapValues { $0.filter { if case .limited = $0 { true } else { false } }.count }
+        #expect(limited == [":1.100": 1, ":1.200": 0, ":1.300": 1, ":1.400": 0])
+        #expect(authority.pending == 0)
+        #expect(authority.limitedReport() == 2)
+        #expect(authority.limitedReport() == nil)   // once per ten seconds
+        // Answered, the bound is free again.
+        ask(":1.100"); ask(":1.100")
+        #expect(authority.pending == 2)
+        #expect(PolkitAuthority.isPrivileged(0))
+        #expect(!PolkitAuthority.isPrivileged(nil))
+    }
+
     @Test func subjectIsSystemBusName() {
         let s = PolkitSubject.busName(":1.42")
         #expect(s.kind == "system-bus-name")

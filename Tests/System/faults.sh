@@ -17,7 +17,8 @@
 # suite ends with a table: scenario, runs, outcome, outage min/median/max, rows lost.
 # Tests/System/fault-mutations.sh shows that each of these checks fails on a violation.
 #
-# Scenarios: hard kill of the active node (and its return with an empty disk); kill -9 of
+# Scenarios: hard kill of the active node (and its return with an empty disk), also while an
+# unprivileged user floods the standby's daemons with calls that need polkit; kill -9 of
 # kusu-hbd and of kusu-effectord on the active node (systemd restarts them, no failover);
 # SIGSTOP/SIGCONT of the active kusu-hbd past the dead time; loss of one heartbeat link; loss
 # of every heartbeat link with the service network up; the active node cut off from the
@@ -49,6 +50,37 @@ hard_kill_active() {
     pair_return "$act" "$W" "$TB_BIN" || return 1
     tb_poll 90 settled "$s"
 }
+# hard_kill_during_flood ACTIVE — an unprivileged user on the standby (nobody) floods both of
+# its daemons with calls that need polkit (8 connections, pipelined, scripts/lib/dbus-flood.py)
+# and the active node dies 2 s into the flood: the standby takes over within the usual time
+# (dead_ms, the probe and the takeover: bounded like a hard kill, dead_ms + 1.5 s), and the flood
+# was refused at once beyond the bound of pending authorizations (LimitsExceeded).
+hard_kill_during_flood() {
+    local act=$1 s t_crash ms flood rc=0; s=$(other "$1")
+    pair_exec "$s" setpriv --reuid=nobody --regid=nogroup --clear-groups python3 "$TB_REPO/scripts/lib/dbus-flood.py" \
+        /run/dbus/system_bus_socket 6 8 \
+        org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 PromoteDatabase \
+        org.kusu.Heartbeat1 /org/kusu/Heartbeat1 org.kusu.Heartbeat1 Switchover >"$TB_DIR/flood.out" 2>&1 &
+    flood=$!
+    tb_track "$flood"
+    sleep 2   # the fault's schedule: the flood is under way when the active node dies
+    t_crash=$(now_ns)
+    pair_crash "$act"
+    if tb_poll 15 pair_vip_holder_is "$s"; then
+        ms=$(( ($(now_ns) - t_crash) / 1000000 ))
+        echo "# $act crashed during a D-Bus flood on $s: $s holds the address after $ms ms"
+        [ "$ms" -le $(( 1000 + 1500 )) ] || { echo "# later than dead_ms + 1.5 s"; rc=1; }
+    else
+        echo "# $s did not take over during the flood: $(pair_prop "$s" FailoverReadiness)"; rc=1
+    fi
+    wait "$flood"
+    echo "# the flood: $(cat "$TB_DIR/flood.out")"
+    grep -qE 'limits-exceeded [1-9]' "$TB_DIR/flood.out" || { echo "# the flood was not limited"; rc=1; }
+    tb_poll 10 pair_prop_is "$s" Role active || return 1
+    pair_return "$act" "$W" "$TB_BIN" || return 1
+    tb_poll 90 settled "$s" || return 1
+    return "$rc"
+}
 kill_hbd_active() {
     local act=$1 pid; pid=$(pair_exec "$act" systemctl show -P MainPID kusu-hbd.service)
     pair_exec "$act" kill -KILL "$pid"
@@ -67,7 +99,8 @@ kill_effectord_active() {
 sigstop_hbd_active() {
     local act=$1 s pid; s=$(other "$1"); pid=$(pair_exec "$act" systemctl show -P MainPID kusu-hbd.service)
     pair_exec "$act" kill -STOP "$pid"
-    tb_poll 3 pair_prop_is "$s" PeerState dead
+    # The precondition of the scenario: the standby declares the stopped monitor dead.
+    tb_poll 3 pair_prop_is "$s" PeerState dead || { pair_exec "$act" kill -CONT "$pid"; echo "# $s never saw $act dead"; return 1; }
     local i; for i in $(seq 1 10); do [ "$(pair_vip_holder)" = "$act" ] || break; sleep 0.1; done   # ≈ 1 s past the dead time
     pair_exec "$act" kill -CONT "$pid"
     [ "$(pair_prop "$s" Role)" = standby ] || return 1
@@ -86,7 +119,7 @@ one_link_down() {
 all_links_down() {
     local act=$1 s; s=$(other "$1")
     tb_link "$act" 1 down; tb_link "$act" 2 down
-    tb_poll 3 pair_prop_is "$s" PeerState dead
+    tb_poll 3 pair_prop_is "$s" PeerState dead || { tb_link "$act" 1 up; tb_link "$act" 2 up; echo "# $s never saw $act dead"; return 1; }
     local i; for i in $(seq 1 15); do sleep 0.1; done   # 1.5 s: the standby probes the address and must not take it
     tb_link "$act" 1 up; tb_link "$act" 2 up
     [ "$(pair_prop "$s" Role)" = standby ] || return 1
@@ -200,6 +233,7 @@ for run in $(seq 1 "$RUNS"); do
     run_scenario "forged heartbeat burst" forged_burst
     run_scenario "switchover and switchback" switchover_and_back
     run_scenario "hard kill of the active node + return" hard_kill_active
+    run_scenario "hard kill during a D-Bus flood + return" hard_kill_during_flood
     run_scenario "switchover, standby's takeover fails" takeover_fails
     for CRASH_AFTER_MS in 0 100 300 1000 3000; do
         run_scenario "switchover, new active dies +${CRASH_AFTER_MS} ms" switchover_then_crash
