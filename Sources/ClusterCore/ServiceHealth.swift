@@ -364,6 +364,11 @@ public struct ServiceHealth: Sendable {
             case "activating" where unit.subState == "auto-restart": "is being restarted by systemd (\(unit.result))"
             default: nil
             }
+        // Starting, stopping or reloading: an unhealthy unit is judged once it settles. (Being
+        // started again is not "healthy again" yet: that would reset its restart backoff at
+        // every attempt and restart a given-up unit in a tight loop.)
+        let settling = ["activating", "deactivating", "reloading"].contains(unit.activeState)
+        if down == nil, settling, records[index].unhealthySince != nil { return events }
         guard mode.counts, let down else { return events + healthy(index) }
         records[index].reason = "\(name) \(down)"
         if records[index].unhealthySince == nil { records[index].unhealthySince = now }

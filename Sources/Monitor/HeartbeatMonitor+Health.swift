@@ -160,6 +160,9 @@ extension HeartbeatMonitor {
         }
         switch serviceFaultVerdict(cause: cause.resource) {
         case .proceed:
+            // A local restart still running would make the release find the effector busy (and
+            // the handover fail): hand over once it has ended (its completion evaluates again).
+            guard !health.restarting, !effector.busy else { return }
             lastServiceFaultRefusal = nil
             logger.notice(
                 "a resource failed here: handing over to the standby",
@@ -215,6 +218,7 @@ extension HeartbeatMonitor {
                 logger.warning("cannot start the units again", metadata: ["resource.name": "\(due.unit)", "error": "\(error.message)"])
             }
             armHealthTimer()
+            evaluateServiceFault()   // a handover held back by this restart goes ahead now
         }
     }
 

@@ -99,6 +99,36 @@ import Testing
         #expect(health.nextDeadline(after: .ms(2300)) == .ms(4200))
     }
 
+    /// Each restart of a given-up unit passes through "activating": that is not "healthy
+    /// again" (it would reset the backoff and restart it in a tight loop, keeping the effector
+    /// busy when the handover comes). Only a unit that settles as active has recovered.
+    @Test func aUnitBeingStartedAgainIsNotHealthyAgain() {
+        var health = serving()
+        var stamp: UInt64 = 10
+        func fail(at ms: Int) -> [ServiceHealth.Event] {
+            stamp += 1
+            return health.observe(unit: "nginx.service", UnitObservation(activeState: "failed", subState: "failed", result: "exit-code", inactiveSince: stamp), at: .ms(ms))
+        }
+        let starting = UnitObservation(activeState: "activating", subState: "start-pre")
+        for ms in [1000, 1100, 1200] {
+            _ = fail(at: ms)
+            health.restartBegan(at: .ms(ms))
+            #expect(health.observe(unit: "nginx.service", starting, at: .ms(ms + 10)).isEmpty, "activating is not a recovery")
+            health.restartEnded()
+        }
+        _ = fail(at: 1300)
+        #expect(health.handoverCause(at: .ms(1300))?.resource == "nginx.service")
+        health.restartBegan(at: .ms(1300))
+        _ = health.observe(unit: "nginx.service", starting, at: .ms(1310))
+        health.restartEnded()
+        _ = fail(at: 1320)
+        // The backoff holds through the attempt: no restart before it ends.
+        #expect(health.restartDue(at: .ms(1330)) == nil)
+        #expect(health.restartDue(at: .ms(3300)) != nil)
+        // A unit that settles as active has recovered.
+        #expect(health.observe(unit: "nginx.service", active, at: .ms(2400)) == [.recovered(resource: "nginx.service")])
+    }
+
     @Test func theSameFailedStateSeenTwiceIsOneFailure() {
         var health = serving()
         let failed = UnitObservation(activeState: "failed", subState: "failed", result: "exit-code", inactiveSince: 77)

@@ -57,7 +57,9 @@ hard_kill_active() {
 # was refused at once beyond the bound of pending authorizations (LimitsExceeded).
 hard_kill_during_flood() {
     local act=$1 s t_crash ms flood rc=0; s=$(other "$1")
-    pair_exec "$s" setpriv --reuid=nobody --regid=nogroup --clear-groups python3 "$TB_REPO/scripts/lib/dbus-flood.py" \
+    # (Copied into the node: the repository may live where the container does not see it.)
+    pair_exec "$s" sh -c 'cat >/run/kusu-dbus-flood.py' <"$TB_REPO/scripts/lib/dbus-flood.py" || return 1
+    pair_exec "$s" setpriv --reuid=nobody --regid=nogroup --clear-groups python3 /run/kusu-dbus-flood.py \
         /run/dbus/system_bus_socket 6 8 \
         org.kusu.Effector1 /org/kusu/Effector1 org.kusu.Effector1 PromoteDatabase \
         org.kusu.Heartbeat1 /org/kusu/Heartbeat1 org.kusu.Heartbeat1 Switchover >"$TB_DIR/flood.out" 2>&1 &

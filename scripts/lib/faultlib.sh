@@ -67,11 +67,13 @@ longest_both() {
          END { if (inside) { d = ($2 - from) / 1e6; if (d > max) max = d } print int(max) }' "$SAMPLES"
 }
 # The largest gap (ms) between good samples (an error sample is a gap), counting from the
-# sampler's start to its stop (a sampler that died early leaves a gap), and their count.
+# sampler's start to its stop (a sampler that died early leaves a gap), their count, and the
+# number of error samples.
 sample_gaps() {
     awk -v from="$SAMPLER_FROM" -v to="$SAMPLER_TO" 'BEGIN { last = from }
+         $3 == "error" { errors++ }
          $3 != "error" { n++; d = ($1 - last) / 1e6; if (d > max) max = d; last = $1 }
-         END { d = (to - last) / 1e6; if (d > max) max = d; print int(max), n + 0 }' "$SAMPLES"
+         END { d = (to - last) / 1e6; if (d > max) max = d; print int(max), n + 0, errors + 0 }' "$SAMPLES"
 }
 # ARP: "REQUESTS ANSWERED TWO_MACS LARGEST_GAP_MS" over the run (gaps from start to stop too).
 arp_summary() {
@@ -138,17 +140,18 @@ run_scenario() {
             echo "#   $n: Role $(pair_prop "$n" Role), Synchronous $(pair_prop "$n" Synchronous), units $(pair_units_state "$n" 2>/dev/null)," \
                 "database $(pair_sql "$n" 'SELECT pg_is_in_recovery()' 2>/dev/null), holder $(pair_vip_holder)"
         done
+        fault__journal_tail "$t0"
     fi
     both=$(longest_both)
     if [ "$both" -le "$INTERVAL_MS" ]; then t_pass "$name: never two holders longer than ${INTERVAL_MS} ms (longest $both ms)"; else ok=0; t_fail "$name: two holders for $both ms"; fi
     # The watchers watched: samples no further apart than one heartbeat interval (a longer
     # overlap cannot fall between two; SAMPLE_GAP_MS overrides), and the ARP watcher heard answers.
-    local gap count requests answered two arp_gap
-    read -r gap count < <(sample_gaps)
+    local gap count errors requests answered two arp_gap
+    read -r gap count errors < <(sample_gaps)
     read -r requests answered two arp_gap < <(arp_summary)
     if [ "$count" -ge 2 ] && [ "$gap" -le "${SAMPLE_GAP_MS:-$INTERVAL_MS}" ]; then
         t_pass "$name: the holders sampled densely ($count samples, largest gap $gap ms)"
-    else ok=0; t_fail "$name: the holders sampled densely" "$count samples, largest gap $gap ms (at most ${SAMPLE_GAP_MS:-$INTERVAL_MS})"; fi
+    else ok=0; t_fail "$name: the holders sampled densely" "$count samples, $errors unreadable, largest gap $gap ms (at most ${SAMPLE_GAP_MS:-$INTERVAL_MS}): $(tail -2 "$TB_DIR/holder-watch.err" 2>/dev/null | tr '\n' ' ')"; fi
     if [ "$two" = 0 ] && [ "$answered" -ge 1 ] && [ "$arp_gap" -le "${SAMPLE_GAP_MS:-$INTERVAL_MS}" ]; then
         t_pass "$name: one MAC answered ARP for the address at a time ($answered of $requests requests answered, largest gap $arp_gap ms)"
     else
@@ -215,6 +218,16 @@ fault__mutate() {
         two-primaries)   # (kusu-hbd stopped first: it would rejoin a standby's database found primary)
             pair_exec "$s" systemctl stop kusu-hbd.service kusu-hbd.socket; pair_sql "$s" 'SELECT pg_promote()' >/dev/null ;;
     esac
+}
+# fault__journal_tail T0_NS — what both nodes' daemons said since T0, with the reasons (the last
+# 40 lines each), so that a failure in CI can be read from its log alone.
+fault__journal_tail() {
+    local n since=$(( $1 / 1000000000 - 1 ))
+    for n in a b; do
+        echo "#   --- $n: kusu-hbd, kusu-effectord and the KUSU units since the fault"
+        pair_exec "$n" journalctl -q --since "@$since" -u kusu-hbd -u kusu-effectord -u nginx -u kusu-dnsmasq \
+            -o json 2>/dev/null | python3 "$TB_REPO/scripts/lib/journal-tail.py" | tail -40
+    done
 }
 writer_acked() { [ "$(grep -c ' ok ' "$TB_DIR/writer.log" 2>/dev/null)" -ge "$1" ]; }
 

@@ -126,8 +126,9 @@ def main() -> int:
             seq += 1
             try:
                 held[name] = holds(sock, seq, vip) and not os.path.exists(f"{cut_dir}/cut-{name}")
-            except OSError:
+            except OSError as error:
                 held[name] = None
+                print(f"{time.time_ns()} {name}: {error}", file=sys.stderr, flush=True)
         t1 = time.time_ns()
         if None in held.values():
             holder = "error"
