@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "EffectorService",
             dependencies: [
-                "Effector", "DBusKit", "ClusterCore", "ClusterAPI",
+                "Effector", "DBusKit", "ClusterCore", "ClusterAPI", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -2,8 +2,6 @@
 //
 // Uses only DBusKit's public API (so it compiles inside DBusKit or on top of it).
 
-import Glibc
-
 /// Who is asking: polkit identifies the subject from the bus connection's
 /// credentials (uid, pid, and its session via logind).
 public struct PolkitSubject: Hashable, Sendable {
@@ -112,14 +110,6 @@ public final class PolkitAuthority {
         return limitedTotal - limitedReported
     }
 
-    /// The privileged caller test both daemons use: root, or the user `kusu-ha` (the
-    /// monitor, calling the effector).
-    public static func isPrivileged(_ uid: UInt32?) -> Bool {
-        guard let uid else { return false }
-        return uid == 0 || uid == monitorUID
-    }
-    private static let monitorUID: UInt32? = getpwnam("kusu-ha").map { $0.pointee.pw_uid }
-
     /// Results that could not be obtained from the bus at all, delivered at the
     /// next loop iteration (so `reply` never runs inside `check`).
     private var deferredFailures: [Int: EventSource] = [:]
@@ -144,8 +134,8 @@ public final class PolkitAuthority {
     ///
     /// Bounded: beyond `maximumPendingPerSubject` checks pending for the subject, or
     /// `maximumPending` in all, the answer is `.limited` at once and polkit is not asked —
-    /// unless `privileged()` says the caller is one the daemon always serves (root, the
-    /// monitor's user: evaluated only then, as it may cost a bus round trip).
+    /// unless `privileged()` says the caller is one the daemon always serves (evaluated
+    /// only then, as it may cost a bus round trip).
     public func check(_ action: String, subject: PolkitSubject, details: [String: String] = [:],
                       interactive: Bool = false, privileged: () -> Bool = { false },
                       reply: @escaping (PolkitResult) -> Void) {

@@ -8,6 +8,7 @@ import ClusterAPI
 import ClusterCore
 public import DBusKit
 public import Logging
+import SystemSupport
 
 public final class EffectorBus {
     let effector: Effector
@@ -247,7 +248,7 @@ public final class EffectorBus {
         }
         polkit.check(
             action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization,
-            privileged: { [polkit] in PolkitAuthority.isPrivileged(polkit.caller(of: call).uid) }
+            privileged: { [polkit] in MonitorUser.isPrivileged(polkit.caller(of: call).uid) }
         ) { [logger, polkit] result in
             if case .limited = result, let error = PolkitAuthority.error(for: result, action: action) {
                 // A flood: refused at once, logged once per ten seconds with the count.

@@ -132,7 +132,7 @@ extension HeartbeatMonitor {
     func authorize(_ call: MethodInvocation, _ action: String, details: [String: String], then body: @escaping () -> Void) {
         polkit.check(
             action, subject: .busName(call.sender), details: details, interactive: call.allowsInteractiveAuthorization,
-            privileged: { [polkit] in PolkitAuthority.isPrivileged(polkit.caller(of: call).uid) }
+            privileged: { [polkit] in MonitorUser.isPrivileged(polkit.caller(of: call).uid) }
         ) {
             [unowned self] result in
             if case .limited = result, let error = PolkitAuthority.error(for: result, action: action) {

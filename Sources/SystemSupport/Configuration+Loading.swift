@@ -47,8 +47,7 @@ extension Configuration {
                 throw ConfigError(
                     file: path, line: nil, message: "the heartbeat key file is writable by its group (mode 0\(octal)); run chmod 0400 \(path)")
             }
-            let monitorUser = getpwnam("kusu-ha")?.pointee.pw_uid
-            if info.st_uid != 0 && info.st_uid != geteuid() && info.st_uid != monitorUser {
+            if info.st_uid != 0 && info.st_uid != geteuid() && info.st_uid != MonitorUser.uid {
                 throw ConfigError(
                     file: path, line: nil,
                     message: "the heartbeat key file belongs to uid \(info.st_uid), neither root, kusu-ha nor this user (uid \(geteuid())); run chown kusu-ha:kusu-ha \(path)")

@@ -63,6 +63,12 @@ import Testing
         #expect(try StateStore(directory: directory).state == PersistentState())
     }
 
+    @Test func rootAndTheMonitorAreServedFirst() {
+        #expect(MonitorUser.isPrivileged(0))
+        #expect(!MonitorUser.isPrivileged(nil))
+        #expect(!MonitorUser.isPrivileged(65534))
+    }
+
     @Test func toleratesJunkAndUnknownKeys() {
         let state = PersistentState(parsing: "epoch = 3\r\nnonsense\nfuture_key=9\ngeneration=x\npeer_generation=5\n")
         #expect(state.epoch == 3)
